@@ -1,0 +1,56 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from ..models import AuditLog
+
+
+class SealSerializer(serializers.Serializer):
+    chain_index = serializers.IntegerField()
+    hash = serializers.CharField()
+    sealed_at = serializers.DateTimeField()
+
+
+class AuditLogSerializer(serializers.ModelSerializer):
+    seal = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditLog
+        fields = [
+            "id",
+            "created_at",
+            "actor",
+            "actor_label",
+            "action",
+            "entity",
+            "entity_id",
+            "outcome",
+            "perms_snapshot",
+            "changes",
+            "meta",
+            "ip_address",
+            "user_agent",
+            "request_id",
+            "seal",
+        ]
+        read_only_fields = fields
+
+    def get_seal(self, entry: AuditLog) -> dict[str, Any] | None:
+        seal = getattr(entry, "seal", None)
+        return SealSerializer(seal).data if seal is not None else None
+
+
+class FindingSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    entry_id = serializers.IntegerField(allow_null=True)
+    chain_index = serializers.IntegerField(allow_null=True)
+    detail = serializers.CharField()
+
+
+class VerifyReportSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    verified_at = serializers.DateTimeField()
+    entries_checked = serializers.IntegerField()
+    head_index = serializers.IntegerField(allow_null=True)
+    head_hash = serializers.CharField(allow_null=True)
+    findings = FindingSerializer(many=True)

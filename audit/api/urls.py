@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+app_name = "audit-api"
+
+urlpatterns = [
+    path("events", views.AuditEventListApi.as_view(), name="event-list"),
+    path("events/<int:pk>", views.AuditEventDetailApi.as_view(), name="event-detail"),
+    path("verify", views.AuditVerifyApi.as_view(), name="verify"),
+]

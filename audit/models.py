@@ -1,0 +1,112 @@
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Now
+
+from .exceptions import AuditLogImmutableError
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Refuses bulk changes; the database triggers refuse them too, this fails earlier and clearer."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AuditLogImmutableError(f"{self.model.__name__} rows cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditLogImmutableError(f"{self.model.__name__} rows cannot be deleted")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        raise AuditLogImmutableError(f"{self.model.__name__} rows cannot be updated")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> Any:
+        raise AuditLogImmutableError(f"{self.model.__name__} rows cannot be updated")
+
+
+class AppendOnlyModel(models.Model):
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditLogImmutableError(f"{type(self).__name__} #{self.pk} is append-only and cannot be changed")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditLogImmutableError(f"{type(self).__name__} #{self.pk} is append-only and cannot be deleted")
+
+
+class AuditLog(AppendOnlyModel):
+    """One security-relevant event. Written only through ``audit.services.record``."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+        DENIED = "denied", "Denied"
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(db_default=Now())
+    # No cascade and no constraint: deleting a user must neither delete nor block its history.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=100)
+    entity = models.CharField(max_length=100, blank=True)
+    entity_id = models.CharField(max_length=255, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
+    perms_snapshot = models.JSONField(default=dict)
+    changes = models.JSONField(default=dict)
+    meta = models.JSONField(default=dict)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.TextField(blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    # Secret per-entry key of the field commitments; never leaves the server.
+    salt = models.BinaryField(max_length=16, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["actor", "id"], name="audit_actor_id"),
+            models.Index(fields=["action", "id"], name="audit_action_id"),
+            models.Index(fields=["entity", "entity_id", "id"], name="audit_entity_id"),
+            models.Index(fields=["entity_id"], name="audit_entity_id_only"),
+            models.Index(fields=["created_at"], name="audit_created_at"),
+            models.Index(fields=["request_id"], name="audit_request_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} {self.outcome}"
+
+
+class Seal(AppendOnlyModel):
+    """An entry's place in the hash chain: ``hash = SHA-256(prev_hash || digest)``.
+
+    Kept apart from the entries so that both tables stay INSERT-only and writers never wait on a chain head.
+    """
+
+    chain_index = models.BigIntegerField(primary_key=True)
+    # One seal per entry (unique); no constraint so that a removed entry shows up as "missing", not as an error.
+    entry = models.OneToOneField(
+        AuditLog, on_delete=models.DO_NOTHING, db_constraint=False, related_name="seal"
+    )
+    digest = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["chain_index"]
+
+    def __str__(self) -> str:
+        return f"seal #{self.chain_index} of entry {self.entry_id}"

@@ -1,0 +1,214 @@
+"""Writing the audit trail: ``record`` is the one way in, ``audited`` wraps service functions with it."""
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from rest_framework import exceptions as drf_exceptions
+
+from . import conf, context
+from .actions import ACTION_CODE_RE, is_known_action
+from .diff import diff, snapshot
+from .exceptions import InvalidAuditEntry
+from .models import AuditLog
+from .redaction import redact
+from .sealing import schedule_seal
+
+logger = logging.getLogger(__name__)
+
+Outcome = AuditLog.Outcome
+INDEPENDENT_ALIAS = "audit_independent"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Redacted, plain-JSON copy of ``changes`` or ``meta``: what is stored is exactly what gets hashed."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidAuditEntry(f"{name} must be a JSON object, got {type(value).__name__}")
+    try:
+        text = json.dumps(redact(dict(value)), cls=DjangoJSONEncoder, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidAuditEntry(f"{name} is not JSON-serialisable: {exc}") from exc
+    if len(text.encode("utf-8")) > conf.max_json_bytes():
+        raise InvalidAuditEntry(f"{name} is larger than {conf.max_json_bytes()} bytes")
+    return json.loads(text)
+
+
+def _bounded(name: str, value: object, max_length: int) -> str:
+    text = "" if value is None else str(value)
+    if len(text) > max_length:
+        raise InvalidAuditEntry(f"{name} is longer than {max_length} characters")
+    return text
+
+
+def perms_snapshot(actor: Any) -> dict[str, Any]:
+    """The actor's effective permissions as ``app_label.codename``, at the time of the action."""
+    if actor is None:
+        return {"perms": []}
+    if actor.is_superuser:
+        return {"perms": ["*"], "superuser": True}
+    return {"perms": sorted(actor.get_all_permissions())}
+
+
+def _context_for(request: HttpRequest | None) -> context.RequestContext | None:
+    bound = context.current()
+    if request is None or (bound is not None and bound.request is request):
+        return bound
+    return context.from_request(request)
+
+
+def _in_caller_transaction(using: str) -> bool:
+    """Whether a transaction other than a test case's own wrapper is open on ``using``."""
+    connection = connections[using]
+    return connection.in_atomic_block and not all(
+        getattr(block, "_from_testcase", False) for block in connection.atomic_blocks
+    )
+
+
+def _alias_for_independent_write(using: str) -> str:
+    if not _in_caller_transaction(using):
+        return using
+    if connections[using].vendor == "sqlite":
+        # SQLite has one writer: a second connection would wait for the caller's own write lock. The entry joins
+        # the caller's transaction instead; services own their transactions, so this only happens when a caller
+        # nests services in a transaction of its own.
+        return using
+    return INDEPENDENT_ALIAS
+
+
+def record(
+    action: str,
+    *,
+    entity: str = "",
+    entity_id: object = "",
+    outcome: str = Outcome.SUCCESS,
+    changes: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+    independent: bool = False,
+    using: str = "default",
+) -> AuditLog:
+    """Write one audit entry and have it sealed once its transaction commits.
+
+    Args:
+        action: a code of the catalogue (``audit.actions.AuditAction``).
+        entity, entity_id: what the action was about (``"Role"``, ``42``).
+        outcome: ``success``, ``failure`` or ``denied``.
+        changes: ``{"field": {"before": x, "after": y}}``; secrets are redacted at any depth.
+        meta: reason and other context; secrets are redacted at any depth.
+        actor: the user who acted; defaults to the authenticated user of the current request.
+        request: the request, when the caller has one that the middleware did not bind (signals).
+        independent: write in a transaction of its own, so that a rollback of the caller's transaction cannot
+            take the entry with it (denied and failed attempts).
+
+    Raises:
+        InvalidAuditEntry: bad code, outcome, sizes or values that are not JSON. Inside the caller's
+            transaction, any error here rolls the audited change back with it (fail closed).
+    """
+    code = str(action)
+    if not ACTION_CODE_RE.match(code) or not is_known_action(code):
+        raise InvalidAuditEntry(f"action {code!r} is not a registered ENTITY.OPERATION code")
+    if outcome not in Outcome.values:
+        raise InvalidAuditEntry(f"outcome must be one of {', '.join(Outcome.values)}, got {outcome!r}")
+    ctx = _context_for(request)
+    if actor is not None and not actor.is_authenticated:
+        actor = None
+    if actor is None and ctx is not None:
+        actor = ctx.user
+    entry = AuditLog(
+        created_at=timezone.now(),
+        actor=actor,
+        actor_label=actor.get_username() if actor is not None else "",
+        action=code,
+        entity=_bounded("entity", entity, 100),
+        entity_id=_bounded("entity_id", entity_id, 255),
+        outcome=outcome,
+        perms_snapshot=perms_snapshot(actor),
+        changes=_json_field("changes", changes),
+        meta=_json_field("meta", meta),
+        ip_address=ctx.ip_address if ctx else None,
+        user_agent=ctx.user_agent if ctx else "",
+        request_id=ctx.request_id if ctx else "",
+        salt=os.urandom(16),
+    )
+    alias = _alias_for_independent_write(using) if independent else using
+    with transaction.atomic(using=alias):
+        entry.save(using=alias)
+    schedule_seal(entry.pk, alias)
+    return entry
+
+
+def _failure_outcome(exc: BaseException) -> str:
+    if isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied)):
+        return Outcome.DENIED
+    return Outcome.FAILURE
+
+
+def audited(
+    action: str,
+    *,
+    entity: str,
+    pre_fetch: Callable[..., Any] | None = None,
+    diff_keys: Sequence[str] = (),
+) -> Callable[[F], F]:
+    """Record ``action`` for every call of a service function, with a before/after diff.
+
+    ``pre_fetch`` receives the service's arguments and returns the object as it is before the change (``None`` to
+    create); the service returns the object after the change (``None`` once deleted). ``diff_keys`` are the
+    attributes compared; related managers are compared as sorted primary keys. The actor is the service's
+    ``actor`` keyword argument, and a ``reason`` keyword argument lands in ``meta.reason``.
+
+    The change and its entry commit together. If the service raises, the change is rolled back, a ``denied``
+    (permission errors) or ``failure`` entry is written in a transaction of its own, and the exception propagates.
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            actor = kwargs.get("actor")
+            meta = {"reason": kwargs["reason"]} if kwargs.get("reason") else {}
+            before_obj = None
+            try:
+                with transaction.atomic():
+                    before_obj = pre_fetch(*args, **kwargs) if pre_fetch else None
+                    before = snapshot(before_obj, diff_keys)
+                    result = func(*args, **kwargs)
+                    subject = result if result is not None else before_obj
+                    record(
+                        action,
+                        entity=entity,
+                        entity_id=getattr(subject, "pk", "") or "",
+                        changes=diff(before, snapshot(result, diff_keys)),
+                        meta=meta,
+                        actor=actor,
+                    )
+                return result
+            except Exception as exc:
+                try:
+                    record(
+                        action,
+                        entity=entity,
+                        entity_id=getattr(before_obj, "pk", "") or "",
+                        outcome=_failure_outcome(exc),
+                        meta={**meta, "error": type(exc).__name__, "message": str(exc)[:500]},
+                        actor=actor,
+                        independent=True,
+                    )
+                except Exception:
+                    logger.exception("could not record the failure of %s", action)
+                raise
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

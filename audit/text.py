@@ -1,0 +1,10 @@
+"""Escaping of stored text for output: control characters are data, never terminal or log commands (CWE-117)."""
+
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: object) -> str:
+    r"""``"a\nb"`` -> ``"a\\nb"``: newlines, escapes and other control characters shown as their escape codes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))

@@ -1,0 +1,45 @@
+"""One error shape for the whole API: ``{"message", "code", "errors"?}``.
+
+``message`` is a sentence a person can act on and names the offending field; ``errors`` keeps DRF's per-field
+detail for programs.
+"""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, views
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+
+from audit.exceptions import InvalidAuditEntry
+
+
+def _first_message(errors: Any, path: str = "") -> str:
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            name = key if key != "non_field_errors" else ""
+            return _first_message(value, f"{path}.{name}" if path and name else name or path)
+    if isinstance(errors, list) and errors:
+        if isinstance(errors[0], (dict, list)):
+            for index, item in enumerate(errors):
+                if item:
+                    return _first_message(item, f"{path}[{index}]")
+        return f"{path}: {errors[0]}" if path else str(errors[0])
+    return f"{path}: {errors}" if path else str(errors)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, InvalidAuditEntry):
+        exc = exceptions.ValidationError({"non_field_errors": [str(exc)]})
+    response = views.exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"message": _first_message(data), "code": "invalid", "errors": data}
+    elif isinstance(data, dict) and "detail" in data:
+        detail = data["detail"]
+        response.data = {"message": str(detail), "code": getattr(detail, "code", "error")}
+    return response
