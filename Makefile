@@ -1,0 +1,39 @@
+# `make demo` and `make test` each do the whole set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1:8000
+
+.PHONY: install demo test test-pg migrate check lint clean
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+# The demo always runs on the SQLite file of the project, whatever DATABASE_URL says.
+demo: export DATABASE_URL := sqlite:///db.sqlite3
+demo: export DEBUG := true
+demo: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py audit_demo
+	$(BIN)/python manage.py runserver $(HOST)
+
+test: install
+	$(BIN)/pytest
+
+test-pg: install
+	DATABASE_URL=postgres://root@127.0.0.1:5432/test $(BIN)/pytest
+
+check: install
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) db.sqlite3
