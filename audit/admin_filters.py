@@ -75,7 +75,8 @@ class CreatedAtRangeFilter(admin.ListFilter):
             queryset = queryset.filter(created_at__gte=_parse_bound(since))
         if until:
             end = _parse_bound(until)
-            if parse_datetime(until) is None:
+            # A plain date runs to the end of its day. (parse_datetime accepts a plain date too, as midnight.)
+            if parse_date(until) is not None:
                 end += dt.timedelta(days=1)
             queryset = queryset.filter(created_at__lt=end)
         return queryset

@@ -13,6 +13,7 @@ from django.db import connections, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.request import Request as DrfRequest
 
 from . import conf, context
 from .actions import ACTION_CODE_RE, is_known_action
@@ -62,6 +63,9 @@ def perms_snapshot(actor: Any) -> dict[str, Any]:
 
 def _context_for(request: HttpRequest | None) -> context.RequestContext | None:
     bound = context.current()
+    # DRF passes its Request wrapper (e.g. to authenticate(), hence to the auth signals): use the HttpRequest inside.
+    # Reading the wrapper's ``user`` while it is still authenticating would re-enter authentication without end.
+    request = request._request if isinstance(request, DrfRequest) else request
     if request is None or (bound is not None and bound.request is request):
         return bound
     return context.from_request(request)

@@ -3,6 +3,7 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connection
+from django.db.models.signals import post_migrate
 from rest_framework.test import APIClient
 
 from audit import triggers
@@ -53,22 +54,24 @@ def triggers_dropped():
     return _triggers_dropped
 
 
-@pytest.fixture
-def _reinstall_triggers_after_flush(django_db_blocker):
-    # Set up before transactional_db, so this teardown runs after its flush.
-    yield
-    with django_db_blocker.unblock():
-        triggers.install(connection)
+_REINSTALL_UID = "tests.reinstall_triggers_after_flush"
 
 
 @pytest.fixture
-def committed_db(_reinstall_triggers_after_flush, transactional_db):
-    """A database whose transactions really commit (on_commit sealing, threads, second connections).
+def committed_db(transactional_db):
+    """A database whose transactions really commit (on_commit sealing, threads, a second connection).
 
-    The flush that empties the tables after the test needs the append-only triggers out of the way; they are
-    back before the next test.
+    The flush that empties the tables after the test needs the append-only triggers out of the way. They are
+    dropped here and installed again by the post_migrate signal the flush sends once the tables are empty; that
+    holds whichever runs first, this teardown or a ``django_db(transaction=True, databases=[...])`` marker's.
     """
     yield
+
+    def reinstall(sender: object, using: str = "default", **kwargs: object) -> None:
+        post_migrate.disconnect(dispatch_uid=_REINSTALL_UID)
+        triggers.install(connection)
+
+    post_migrate.connect(reinstall, weak=False, dispatch_uid=_REINSTALL_UID)
     triggers.drop(connection)
 
 

@@ -19,8 +19,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, no_progress: bool, **options: Any) -> None:
         show = not no_progress and sys.stderr.isatty()
+        head = Seal.objects.order_by("-chain_index").values_list("chain_index", flat=True).first()
         with tqdm(
-            total=Seal.objects.order_by("-chain_index").values_list("chain_index", flat=True).first() or 0,
+            total=head + 1 if head is not None else 0,
             unit="entries",
             disable=not show,
             file=sys.stderr,

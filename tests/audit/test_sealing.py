@@ -1,0 +1,151 @@
+"""Sealing: every committed entry gets exactly one seal, linked into one chain without gaps."""
+
+import os
+import threading
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.actions import AuditAction
+from audit.hashing import GENESIS_HASH, chain_hash
+from audit.models import AuditLog, Seal
+from audit.sealing import digest_of, seal_pending
+from audit.services import record
+from audit.verify import verify_chain
+
+
+def _record(n: int) -> list[AuditLog]:
+    return [record(AuditAction.ROLE_UPDATE, entity="Role", entity_id=i) for i in range(n)]
+
+
+def _assert_one_chain() -> None:
+    """Every entry has exactly one seal, indices are 0..n-1 and each seal links to the one before."""
+    seals = list(Seal.objects.order_by("chain_index"))
+    assert [seal.chain_index for seal in seals] == list(range(AuditLog.objects.count()))
+    assert sorted(seal.entry_id for seal in seals) == sorted(AuditLog.objects.values_list("id", flat=True))
+    prev_hash = GENESIS_HASH
+    for seal in seals:
+        assert seal.prev_hash == prev_hash
+        assert seal.hash == chain_hash(seal.prev_hash, seal.digest)
+        prev_hash = seal.hash
+
+
+def _late_entry(below: int) -> AuditLog:
+    """An entry whose id was taken before ``below`` but whose transaction committed after it was sealed."""
+    return AuditLog.objects.create(
+        id=below - 1, created_at=timezone.now(), action=AuditAction.ROLE_UPDATE, salt=os.urandom(16)
+    )
+
+
+def test_seal_pending_seals_each_entry_once_in_order(db):
+    """seal_pending seals every entry once, in id order, at indices 0..n-1 linked by prev_hash."""
+    entries = _record(5)
+    assert seal_pending() == 5
+    _assert_one_chain()
+    seals = list(Seal.objects.order_by("chain_index"))
+    assert [seal.entry_id for seal in seals] == [entry.pk for entry in entries]
+    assert all(seal.digest == digest_of(AuditLog.objects.get(pk=seal.entry_id)) for seal in seals)
+
+
+def test_second_seal_pending_seals_nothing(db):
+    """A second run finds nothing left to seal and leaves the chain as it was."""
+    _record(3)
+    seal_pending()
+    assert seal_pending() == 0
+    assert Seal.objects.count() == 3
+
+
+def test_later_entries_extend_the_chain(db):
+    """Entries recorded after a batch are appended after the head, not restarted at the genesis."""
+    _record(2)
+    seal_pending()
+    _record(3)
+    assert seal_pending() == 3
+    _assert_one_chain()
+
+
+def test_entry_is_sealed_after_commit(db, django_capture_on_commit_callbacks):
+    """record() seals its entry through transaction.on_commit: not before the commit, right after it."""
+    with django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():
+            entries = _record(3)
+        assert not Seal.objects.exists()
+    assert sorted(Seal.objects.values_list("entry_id", flat=True)) == [entry.pk for entry in entries]
+    _assert_one_chain()
+
+
+def test_rolled_back_entry_is_not_sealed(db, django_capture_on_commit_callbacks):
+    """An entry whose transaction rolls back is neither kept nor sealed; the next commit seals only its own."""
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            _record(1)
+            raise RuntimeError
+        kept = _record(1)[0]
+    assert list(Seal.objects.values_list("entry_id", flat=True)) == [kept.pk]
+
+
+def test_late_entry_below_lookback_is_sealed_by_its_id(db, settings):
+    """An entry that committed late, below the look-back window, is skipped by a plain run but sealed when its
+    transaction passes its id."""
+    settings.AUDIT_SEAL_LOOKBACK = 2
+    entries = _record(6)
+    seal_pending()
+    late = _late_entry(below=entries[0].pk)
+    assert seal_pending() == 0
+    assert seal_pending(entry_ids=[late.pk]) == 1
+    assert Seal.objects.get(entry=late).chain_index == 6
+    _assert_one_chain()
+
+
+def test_audit_seal_full_seals_an_old_unsealed_entry(db, settings):
+    """`manage.py audit_seal --full` seals an unsealed entry that the look-back window no longer covers."""
+    settings.AUDIT_SEAL_LOOKBACK = 2
+    entries = _record(6)
+    seal_pending()
+    late = _late_entry(below=entries[0].pk)
+    out = StringIO()
+    call_command("audit_seal", stdout=out)
+    assert not Seal.objects.filter(entry=late).exists()
+    call_command("audit_seal", "--full", stdout=out)
+    assert Seal.objects.filter(entry=late).exists()
+    assert out.getvalue().splitlines() == ["Sealed 0 entries.", "Sealed 1 entries."]
+    _assert_one_chain()
+
+
+THREADS = 8
+PER_THREAD = 50
+
+
+def _writer(number: int, errors: list[BaseException]) -> None:
+    try:
+        for i in range(PER_THREAD):
+            if number % 2 and i % 5 == 0:
+                # Some entries commit in transactions of several entries, sealed as one batch on commit.
+                with transaction.atomic():
+                    for _ in range(3):
+                        record(AuditAction.ROLE_UPDATE, entity="Role", entity_id=f"{number}-{i}")
+            else:
+                record(AuditAction.ROLE_UPDATE, entity="Role", entity_id=f"{number}-{i}")
+    except BaseException as exc:  # handed to the test thread
+        errors.append(exc)
+    finally:
+        connection.close()
+
+
+def test_concurrent_writers_seal_every_entry_exactly_once(postgres_only, committed_db):
+    """With 8 threads recording at once, in autocommit and in transactions, every entry gets exactly one seal,
+    the chain indices are exactly 0..n-1 and the chain verifies."""
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_writer, args=(number, errors)) for number in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    per_odd_thread = PER_THREAD + 2 * (PER_THREAD // 5)
+    assert AuditLog.objects.count() == THREADS // 2 * (PER_THREAD + per_odd_thread)
+    _assert_one_chain()
+    assert verify_chain().ok
