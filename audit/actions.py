@@ -16,6 +16,9 @@ class AuditAction(models.TextChoices):
     AUDIT_VIEW = "AUDIT.VIEW", "Audit entries listed or opened"
     AUDIT_EXPORT = "AUDIT.EXPORT", "Audit entries exported"
     AUDIT_VERIFY = "AUDIT.VERIFY", "Audit chain verified"
+    AUDIT_INGEST = "AUDIT.INGEST", "Events submitted by another system"
+    ACTION_REGISTER = "ACTION.REGISTER", "Action code of another system registered"
+    ACTION_UPDATE = "ACTION.UPDATE", "Registered action code changed"
     USER_LOGIN = "USER.LOGIN", "User logged in"
     USER_LOGIN_FAILED = "USER.LOGIN_FAILED", "Login attempt failed"
     USER_LOGOUT = "USER.LOGOUT", "User logged out"
@@ -43,6 +46,9 @@ COMPLIANCE: dict[str, tuple[str, ...]] = {
     AuditAction.AUDIT_VIEW: ("PCI DSS 10.2.1.3", "NIST AU-9(4)"),
     AuditAction.AUDIT_EXPORT: ("PCI DSS 10.2.1.3",),
     AuditAction.AUDIT_VERIFY: ("PCI DSS 10.3.4", "NIST AU-9"),
+    AuditAction.AUDIT_INGEST: ("PCI DSS 10.2.1.4",),
+    AuditAction.ACTION_REGISTER: ("GDPR Art. 30", "PCI DSS 10.2.1.6"),
+    AuditAction.ACTION_UPDATE: ("GDPR Art. 30", "PCI DSS 10.2.1.6"),
     AuditAction.USER_LOGIN: ("PCI DSS 10.2.1", "SOC 2 CC6.1"),
     AuditAction.USER_LOGIN_FAILED: ("PCI DSS 10.2.1.4",),
     AuditAction.USER_LOGOUT: ("PCI DSS 10.2.1",),
@@ -75,9 +81,5 @@ def families() -> list[str]:
     return sorted({action_family(code) for code in AuditAction.values})
 
 
-def is_known_action(code: str) -> bool:
-    return code in AuditAction.values
-
-
 # Entity labels recorded by this project; the admin offers them as filter choices without a DISTINCT query.
-ENTITIES: tuple[str, ...] = ("AuditLog", "User", "Role", "Group", "Repository", "FileLock")
+ENTITIES: tuple[str, ...] = ("AuditLog", "RegisteredAction", "User", "Role", "Group", "Repository", "FileLock")

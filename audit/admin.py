@@ -11,7 +11,8 @@ from django.utils.html import format_html, format_html_join
 
 from .actions import AuditAction
 from .admin_filters import ActionFamilyFilter, CreatedAtRangeFilter, EntityFilter
-from .models import AuditLog
+from .catalogue import registered_action_save
+from .models import AuditLog, RegisteredAction
 from .services import record
 from .text import printable
 
@@ -172,3 +173,25 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("seal")
+
+
+@admin.register(RegisteredAction)
+class RegisteredActionAdmin(admin.ModelAdmin):
+    """Other systems' action codes. Saved through the catalogue service, so every change is audited."""
+
+    list_display = ("code", "description", "compliance", "updated_at")
+    search_fields = ("code", "description")
+    fields = ("code", "description", "compliance")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Entries refer to the code: renaming it would silently re-label history.
+        return ("code",) if obj is not None else ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: RegisteredAction, form: Any, change: bool) -> None:
+        saved = registered_action_save(
+            actor=request.user, code=obj.code, description=obj.description, compliance=obj.compliance
+        )
+        obj.pk = saved.pk

@@ -4,9 +4,8 @@ from typing import Any
 
 from django.db import transaction
 
-from .actions import ACTION_CODE_RE, AuditAction
+from .actions import AuditAction
 from .diff import diff, snapshot
-from .exceptions import InvalidAuditEntry
 from .models import RegisteredAction
 from .services import record
 
@@ -17,11 +16,10 @@ FIELDS = ("code", "description", "compliance")
 def registered_action_save(
     *, actor: Any, code: str, description: str, compliance: str = ""
 ) -> RegisteredAction:
-    """Register ``code`` or change its description and mapping; either way recorded with a before/after diff."""
-    if not ACTION_CODE_RE.match(code):
-        raise InvalidAuditEntry(f"code {code!r} is not an upper-case ENTITY.OPERATION code")
-    if code in AuditAction.values:
-        raise InvalidAuditEntry(f"code {code!r} is one of the project's own codes and cannot be registered")
+    """Register ``code`` or change its description and mapping; either way recorded with a before/after diff.
+
+    Raises ``django.core.exceptions.ValidationError`` for a malformed code or one of the project's own.
+    """
     with transaction.atomic():
         existing = RegisteredAction.objects.select_for_update().filter(code=code).first()
         before = snapshot(existing, FIELDS)

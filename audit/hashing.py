@@ -36,6 +36,9 @@ COMMITTED_FIELDS: tuple[str, ...] = (
     "ip_address",
     "user_agent",
     "request_id",
+    "on_behalf_of",
+    "client_ip",
+    "occurred_at",
 )
 
 

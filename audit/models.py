@@ -1,9 +1,12 @@
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 
+from .actions import ACTION_CODE_RE, AuditAction
 from .exceptions import AuditLogImmutableError
 
 
@@ -69,6 +72,10 @@ class AuditLog(AppendOnlyModel):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.TextField(blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    # Set only for events another system recorded through the API; the actor is then that system's account.
+    on_behalf_of = models.CharField(max_length=150, blank=True, help_text="The end user, as the source system names them.")
+    client_ip = models.GenericIPAddressField(null=True, blank=True, help_text="The end user's address, as reported.")
+    occurred_at = models.DateTimeField(null=True, blank=True, help_text="When it happened, as the source system says.")
     # Secret per-entry key of the field commitments; never leaves the server.
     salt = models.BinaryField(max_length=16, editable=False)
 
@@ -76,6 +83,7 @@ class AuditLog(AppendOnlyModel):
         ordering = ["-id"]
         verbose_name = "audit entry"
         verbose_name_plural = "audit entries"
+        permissions = [("record_event", "Can record events from another system through the API")]
         indexes = [
             models.Index(fields=["actor", "id"], name="audit_actor_id"),
             models.Index(fields=["action", "id"], name="audit_action_id"),
@@ -110,3 +118,47 @@ class Seal(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"seal #{self.chain_index} of entry {self.entry_id}"
+
+
+class RegisteredAction(models.Model):
+    """An action code of another system, accepted by the ingestion API (the project's own codes live in code)."""
+
+    code = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[RegexValidator(ACTION_CODE_RE, "An upper-case ENTITY.OPERATION code, e.g. PROVIDER.CONNECT.")],
+    )
+    description = models.CharField(max_length=255)
+    compliance = models.CharField(
+        max_length=255, blank=True, help_text='The requirements it answers, e.g. "PCI DSS 10.2.1.1; SOC 2 CC6.1".'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def clean(self) -> None:
+        if self.code in AuditAction.values:
+            raise ValidationError({"code": "This is one of the project's own codes; it needs no registration."})
+
+
+class IdempotencyRecord(models.Model):
+    """The first result of an ``Idempotency-Key``: a retry gets these entries back instead of new ones."""
+
+    source = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request body's canonical JSON.")
+    entry_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "key"], name="audit_idempotency_source_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.source_id})"

@@ -97,16 +97,15 @@ def seal_pending(*, entry_ids: Iterable[int] = (), full_scan: bool = False, usin
             return total
 
 
-def schedule_seal(entry_id: int, using: str) -> None:
-    """Seal ``entry_id`` once its transaction commits (at once in autocommit mode).
+def schedule_seal(entry_ids: Iterable[int], using: str) -> None:
+    """Seal ``entry_ids`` once their transaction commits (at once in autocommit mode).
 
     The ids are collected on the connection, so a transaction that records many entries seals them in one batch:
     the first callback takes them all, the others find nothing to do. Ids of a rolled-back transaction stay in the
     list and are skipped by the next batch, since they have no entry.
     """
     connection = connections[using]
-    pending = connection.__dict__.setdefault(_PENDING_ATTR, [])
-    pending.append(entry_id)
+    connection.__dict__.setdefault(_PENDING_ATTR, []).extend(entry_ids)
     transaction.on_commit(partial(_seal_scheduled, using), using=using, robust=True)
 
 

@@ -1,10 +1,12 @@
 """Writing the audit trail: ``record`` is the one way in, ``audited`` wraps service functions with it."""
 
+import datetime as dt
 import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
@@ -16,17 +18,19 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.request import Request as DrfRequest
 
 from . import conf, context
-from .actions import ACTION_CODE_RE, is_known_action
+from .actions import ACTION_CODE_RE
 from .diff import diff, snapshot
 from .exceptions import InvalidAuditEntry
 from .models import AuditLog
 from .redaction import redact
 from .sealing import schedule_seal
+from .selectors import unknown_actions
 
 logger = logging.getLogger(__name__)
 
 Outcome = AuditLog.Outcome
 INDEPENDENT_ALIAS = "audit_independent"
+BULK_BATCH_SIZE = 500
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -90,6 +94,62 @@ def _alias_for_independent_write(using: str) -> str:
     return INDEPENDENT_ALIAS
 
 
+@dataclass(frozen=True)
+class EventSpec:
+    """One event to record: everything a caller may say about it. The recorder adds time, actor and context."""
+
+    action: str
+    entity: str = ""
+    entity_id: object = ""
+    outcome: str = Outcome.SUCCESS
+    changes: Mapping[str, Any] | None = None
+    meta: Mapping[str, Any] | None = None
+    on_behalf_of: str = ""
+    client_ip: str | None = None
+    occurred_at: dt.datetime | None = None
+
+
+def _check_actions(codes: Iterable[str]) -> None:
+    malformed = sorted(code for code in codes if not ACTION_CODE_RE.match(code))
+    unknown = sorted(unknown_actions(codes)) if not malformed else []
+    if malformed or unknown:
+        raise InvalidAuditEntry(f"action {(malformed or unknown)[0]!r} is not a registered ENTITY.OPERATION code")
+
+
+def _acting_user(actor: Any, ctx: context.RequestContext | None) -> Any:
+    if actor is not None and not actor.is_authenticated:
+        actor = None
+    if actor is None and ctx is not None:
+        actor = ctx.user
+    return actor
+
+
+def _build_entry(spec: EventSpec, *, actor: Any, perms: dict[str, Any], ctx: context.RequestContext | None) -> AuditLog:
+    if spec.outcome not in Outcome.values:
+        raise InvalidAuditEntry(f"outcome must be one of {', '.join(Outcome.values)}, got {spec.outcome!r}")
+    if spec.occurred_at is not None and timezone.is_naive(spec.occurred_at):
+        raise InvalidAuditEntry("occurred_at must carry a time zone")
+    return AuditLog(
+        created_at=timezone.now(),
+        actor=actor,
+        actor_label=actor.get_username() if actor is not None else "",
+        action=str(spec.action),
+        entity=_bounded("entity", spec.entity, 100),
+        entity_id=_bounded("entity_id", spec.entity_id, 255),
+        outcome=spec.outcome,
+        perms_snapshot=perms,
+        changes=_json_field("changes", spec.changes),
+        meta=_json_field("meta", spec.meta),
+        ip_address=ctx.ip_address if ctx else None,
+        user_agent=ctx.user_agent if ctx else "",
+        request_id=ctx.request_id if ctx else "",
+        on_behalf_of=_bounded("on_behalf_of", spec.on_behalf_of, 150),
+        client_ip=spec.client_ip,
+        occurred_at=spec.occurred_at,
+        salt=os.urandom(16),
+    )
+
+
 def record(
     action: str,
     *,
@@ -106,7 +166,7 @@ def record(
     """Write one audit entry and have it sealed once its transaction commits.
 
     Args:
-        action: a code of the catalogue (``audit.actions.AuditAction``).
+        action: a code of the catalogue (``audit.actions.AuditAction``) or a registered code of another system.
         entity, entity_id: what the action was about (``"Role"``, ``42``).
         outcome: ``success``, ``failure`` or ``denied``.
         changes: ``{"field": {"before": x, "after": y}}``; secrets are redacted at any depth.
@@ -120,37 +180,37 @@ def record(
         InvalidAuditEntry: bad code, outcome, sizes or values that are not JSON. Inside the caller's
             transaction, any error here rolls the audited change back with it (fail closed).
     """
-    code = str(action)
-    if not ACTION_CODE_RE.match(code) or not is_known_action(code):
-        raise InvalidAuditEntry(f"action {code!r} is not a registered ENTITY.OPERATION code")
-    if outcome not in Outcome.values:
-        raise InvalidAuditEntry(f"outcome must be one of {', '.join(Outcome.values)}, got {outcome!r}")
-    ctx = _context_for(request)
-    if actor is not None and not actor.is_authenticated:
-        actor = None
-    if actor is None and ctx is not None:
-        actor = ctx.user
-    entry = AuditLog(
-        created_at=timezone.now(),
-        actor=actor,
-        actor_label=actor.get_username() if actor is not None else "",
-        action=code,
-        entity=_bounded("entity", entity, 100),
-        entity_id=_bounded("entity_id", entity_id, 255),
-        outcome=outcome,
-        perms_snapshot=perms_snapshot(actor),
-        changes=_json_field("changes", changes),
-        meta=_json_field("meta", meta),
-        ip_address=ctx.ip_address if ctx else None,
-        user_agent=ctx.user_agent if ctx else "",
-        request_id=ctx.request_id if ctx else "",
-        salt=os.urandom(16),
+    spec = EventSpec(
+        action=str(action), entity=entity, entity_id=entity_id, outcome=outcome, changes=changes, meta=meta
     )
+    _check_actions([spec.action])
+    ctx = _context_for(request)
+    actor = _acting_user(actor, ctx)
+    entry = _build_entry(spec, actor=actor, perms=perms_snapshot(actor), ctx=ctx)
     alias = _alias_for_independent_write(using) if independent else using
     with transaction.atomic(using=alias):
         entry.save(using=alias)
-    schedule_seal(entry.pk, alias)
+    schedule_seal([entry.pk], alias)
     return entry
+
+
+def record_many(
+    specs: Sequence[EventSpec], *, actor: Any = None, request: HttpRequest | None = None, using: str = "default"
+) -> list[AuditLog]:
+    """Write many entries by one actor in one transaction, with multi-row INSERTs: all of them or none.
+
+    The same validation, redaction, context and sealing as ``record``; the bulk path for batch jobs and for
+    events submitted by other systems.
+    """
+    _check_actions({spec.action for spec in specs})
+    ctx = _context_for(request)
+    actor = _acting_user(actor, ctx)
+    perms = perms_snapshot(actor)
+    entries = [_build_entry(spec, actor=actor, perms=perms, ctx=ctx) for spec in specs]
+    with transaction.atomic(using=using):
+        AuditLog.objects.using(using).bulk_create(entries, batch_size=BULK_BATCH_SIZE)
+    schedule_seal([entry.pk for entry in entries], using)
+    return entries
 
 
 def _failure_outcome(exc: BaseException) -> str:

@@ -1,6 +1,8 @@
 """The database layer of append-only: triggers that refuse UPDATE, DELETE and TRUNCATE on the audit tables.
 
-Created by a migration for each vendor, so raw SQL from a database shell fails like the ORM does.
+Created by a migration for each vendor, so raw SQL from a database shell fails like the ORM does. A later
+migration that alters a protected table must call ``install`` again: on SQLite, Django rebuilds an altered table
+as a new one, which has no triggers.
 """
 
 from django.db.backends.base.base import BaseDatabaseWrapper

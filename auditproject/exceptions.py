@@ -14,9 +14,18 @@ from rest_framework.serializers import as_serializer_error
 from audit.exceptions import InvalidAuditEntry
 
 
+class Conflict(exceptions.APIException):
+    status_code = 409
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
 def _first_message(errors: Any, path: str = "") -> str:
     if isinstance(errors, dict):
         for key, value in errors.items():
+            if isinstance(key, int) or str(key).isdigit():
+                # DRF keys the errors of a list's items by position.
+                return _first_message(value, f"{path}[{key}]")
             name = key if key != "non_field_errors" else ""
             return _first_message(value, f"{path}.{name}" if path and name else name or path)
     if isinstance(errors, list) and errors:

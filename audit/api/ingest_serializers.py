@@ -77,11 +77,12 @@ class EventBatchSerializer(serializers.Serializer):
     def validate_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         unknown = unknown_actions(event["action"] for event in events)
         if unknown:
-            # DRF's shape for list errors: one item a position, empty where that event is fine.
+            # The shape DRF gives errors of list items: keyed by position.
             raise serializers.ValidationError(
-                [
-                    {"action": [UNKNOWN_CODE.format(code=event["action"])]} if event["action"] in unknown else {}
-                    for event in events
-                ]
+                {
+                    index: {"action": [UNKNOWN_CODE.format(code=event["action"])]}
+                    for index, event in enumerate(events)
+                    if event["action"] in unknown
+                }
             )
         return events

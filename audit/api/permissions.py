@@ -12,3 +12,13 @@ class IsComplianceOfficer(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return can_view_all(request.user)
+
+
+class CanRecordEvents(BasePermission):
+    """Service accounts of other systems: holders of ``audit.record_event``."""
+
+    message = "Only service accounts with the permission audit.record_event may record events."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(request.user and request.user.has_perm("audit.record_event"))
+

@@ -31,6 +31,9 @@ class AuditLogSerializer(serializers.ModelSerializer):
             "ip_address",
             "user_agent",
             "request_id",
+            "on_behalf_of",
+            "client_ip",
+            "occurred_at",
             "seal",
         ]
         read_only_fields = fields

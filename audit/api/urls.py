@@ -6,6 +6,7 @@ app_name = "audit-api"
 
 urlpatterns = [
     path("events", views.AuditEventListApi.as_view(), name="event-list"),
+    path("events/batch", views.AuditEventBatchApi.as_view(), name="event-batch"),
     path("events/<int:pk>", views.AuditEventDetailApi.as_view(), name="event-detail"),
     path("verify", views.AuditVerifyApi.as_view(), name="verify"),
 ]

@@ -1,20 +1,28 @@
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from rest_framework import generics
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from auditproject.exceptions import Conflict
+
 from ..actions import AuditAction
+from ..ingest import IdempotencyConflict, fingerprint, ingest_events
 from ..models import AuditLog
 from ..redaction import redact
 from ..selectors import visible_entries
 from ..services import Outcome, record
 from ..verify import verify_chain
 from .filters import AuditLogFilter
+from .ingest_serializers import EventBatchSerializer, SingleEventSerializer
 from .pagination import NewestFirstCursorPagination
-from .permissions import IsComplianceOfficer
+from .permissions import CanRecordEvents, IsComplianceOfficer
 from .serializers import AuditLogSerializer, VerifyReportSerializer
 
 
@@ -23,10 +31,13 @@ class RecordsDeniedAttemptsMixin:
 
     denied_action: str
 
+    def get_denied_action(self, request: Request) -> str:
+        return self.denied_action
+
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
         if request.user and request.user.is_authenticated:
             record(
-                self.denied_action,
+                self.get_denied_action(request),
                 entity="AuditLog",
                 outcome=Outcome.DENIED,
                 meta={"path": request.path, "method": request.method},
@@ -36,12 +47,67 @@ class RecordsDeniedAttemptsMixin:
         super().permission_denied(request, message=message, code=code)  # type: ignore[misc]
 
 
-class AuditEventListApi(generics.ListAPIView):
+INGEST_EXAMPLE = """Record an event of another system. Only accounts with the permission `audit.record_event`
+(service accounts) may call it; the account is recorded as the actor, and the server sets id, time and seal.
+
+```sh
+curl -X POST https://audit.example.org/api/audit/events \\
+  -H 'Authorization: Token <service account token>' \\
+  -H 'Content-Type: application/json' \\
+  -H 'Idempotency-Key: 7f1c9a52-provider-connect-1' \\
+  -d '{"action": "PROVIDER.CONNECT", "entity": "Provider", "entity_id": "acme",
+       "on_behalf_of": "carol", "client_ip": "198.51.100.7",
+       "occurred_at": "2026-11-23T09:30:00Z", "meta": {"reason": "nightly sync"}}'
+```
+
+A retry with the same `Idempotency-Key` and body returns the first result (header `Idempotent-Replayed: true`);
+the same key with another body is a 409."""
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Makes a retry safe: unique per service account, at most 255 characters.",
+)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key.strip() or len(key) > 255:
+        raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
+    return key
+
+
+def _ingest(request: Request, events: list[dict[str, Any]]) -> tuple[list[AuditLog], dict[str, str]]:
+    try:
+        result = ingest_events(
+            source=request.user,
+            events=events,
+            idempotency_key=_idempotency_key(request),
+            body_print=fingerprint(request.data),
+        )
+    except IdempotencyConflict as exc:
+        raise Conflict(str(exc)) from exc
+    return result.entries, {"Idempotent-Replayed": "true"} if result.replayed else {}
+
+
+class AuditEventListApi(RecordsDeniedAttemptsMixin, generics.ListAPIView):
     """Audit entries, newest first. Officers see all entries; other users only their own."""
 
     serializer_class = AuditLogSerializer
     filterset_class = AuditLogFilter
     pagination_class = NewestFirstCursorPagination
+    denied_action = AuditAction.AUDIT_INGEST
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "POST":
+            return [IsAuthenticated(), CanRecordEvents()]
+        return super().get_permissions()
+
+    def get_parsers(self) -> list[Any]:
+        return [JSONParser()]
 
     def get_queryset(self) -> Any:
         return visible_entries(viewer=self.request.user)
@@ -55,6 +121,41 @@ class AuditEventListApi(generics.ListAPIView):
             actor=request.user,
         )
         return response
+
+    @extend_schema(
+        summary="Record an event from another system",
+        description=INGEST_EXAMPLE,
+        request=SingleEventSerializer,
+        responses={201: AuditLogSerializer},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = SingleEventSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        entries, headers = _ingest(request, [serializer.validated_data])
+        return Response(AuditLogSerializer(entries[0]).data, status=status.HTTP_201_CREATED, headers=headers)
+
+
+class AuditEventBatchApi(RecordsDeniedAttemptsMixin, APIView):
+    """Up to 1,000 events of another system in one transaction: all of them land, or none."""
+
+    permission_classes = [IsAuthenticated, CanRecordEvents]
+    parser_classes = [JSONParser]
+    denied_action = AuditAction.AUDIT_INGEST
+
+    @extend_schema(
+        summary="Record up to 1,000 events at once",
+        request=EventBatchSerializer,
+        responses={201: AuditLogSerializer(many=True)},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = EventBatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        entries, headers = _ingest(request, serializer.validated_data["events"])
+        return Response(
+            {"events": AuditLogSerializer(entries, many=True).data}, status=status.HTTP_201_CREATED, headers=headers
+        )
 
 
 class AuditEventDetailApi(generics.RetrieveAPIView):
@@ -75,6 +176,7 @@ class AuditVerifyApi(RecordsDeniedAttemptsMixin, APIView):
     permission_classes = [IsComplianceOfficer]
     denied_action = AuditAction.AUDIT_VERIFY
 
+    @extend_schema(summary="Verify the hash chain", responses={200: VerifyReportSerializer})
     def get(self, request: Request) -> Response:
         report = verify_chain()
         record(

@@ -35,12 +35,15 @@ FIELDS = {
     "ip_address": "192.0.2.1",
     "user_agent": "curl/8.0",
     "request_id": "req-1",
+    "on_behalf_of": "carol@partner",
+    "client_ip": "198.51.100.7",
+    "occurred_at": dt.datetime(2024, 1, 2, 3, 4, 0, tzinfo=dt.timezone.utc),
 }
 FIELD_SALT_OF_ACTION = "477f433293127c89afbc84f6fa94daf109ea21717969735ba51f1a8b277133e5"
 COMMITMENT_OF_ACTION = "8edd879b6f646ba641c17c23e806a15fa4670afc0d096c28367e1e3b8ba029a9"
 COMMITMENT_OF_CREATED_AT = "0e1cfd4fedcd746fc12f587a3f5cce629a6f1a03a5f3e9d993080e64b0b4b5db"
-DIGEST = "ef40031d6904e5a38bc935e760f20825ce18954191080b9092d6bdab3faa5987"
-FIRST_CHAIN_HASH = "fdd2b2a95e994d0926163acd27adca8d724f79555e3309b85a3063e29cd36ac4"
+DIGEST = "c6f5df59326b968facce984ad5edae4ff1d72c2c6631fa441e8e21377aa62e63"
+FIRST_CHAIN_HASH = "25e7a23545abd053f3cd3d93007e17693d31f0f7a4ecef6a1d794a24f0f72abb"
 
 
 def test_known_fields_are_all_committed():
