@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
 from django.http import HttpRequest
@@ -213,6 +213,12 @@ def record_many(
     return entries
 
 
+def _error_message(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    return str(exc)
+
+
 def _failure_outcome(exc: BaseException) -> str:
     if isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied)):
         return Outcome.DENIED
@@ -225,17 +231,27 @@ def audited(
     entity: str,
     pre_fetch: Callable[..., Any] | None = None,
     diff_keys: Sequence[str] = (),
+    snapshot_with: Callable[[Any], dict[str, Any]] | None = None,
+    deletes: bool = False,
 ) -> Callable[[F], F]:
     """Record ``action`` for every call of a service function, with a before/after diff.
 
     ``pre_fetch`` receives the service's arguments and returns the object as it is before the change (``None`` to
-    create); the service returns the object after the change (``None`` once deleted). ``diff_keys`` are the
-    attributes compared; related managers are compared as sorted primary keys. The actor is the service's
-    ``actor`` keyword argument, and a ``reason`` keyword argument lands in ``meta.reason``.
+    create); the service returns the object after the change. ``diff_keys`` are the attributes compared (related
+    managers as sorted primary keys), or ``snapshot_with(obj)`` builds the compared dict itself. The actor is the
+    service's ``actor`` keyword argument, and a ``reason`` keyword argument lands in ``meta.reason``.
+
+    With ``deletes``, the entry (with the full snapshot) is written before the service runs: the record of a
+    deletion exists before the row goes.
 
     The change and its entry commit together. If the service raises, the change is rolled back, a ``denied``
     (permission errors) or ``failure`` entry is written in a transaction of its own, and the exception propagates.
     """
+
+    def take(obj: Any) -> dict[str, Any] | None:
+        if obj is None:
+            return None
+        return snapshot_with(obj) if snapshot_with else snapshot(obj, diff_keys)
 
     def decorate(func: F) -> F:
         @functools.wraps(func)
@@ -246,14 +262,18 @@ def audited(
             try:
                 with transaction.atomic():
                     before_obj = pre_fetch(*args, **kwargs) if pre_fetch else None
-                    before = snapshot(before_obj, diff_keys)
+                    before = take(before_obj)
+                    if deletes:
+                        entity_id = getattr(before_obj, "pk", "")
+                        record(action, entity=entity, entity_id=entity_id, changes=diff(before, None), meta=meta, actor=actor)
+                        return func(*args, **kwargs)
                     result = func(*args, **kwargs)
                     subject = result if result is not None else before_obj
                     record(
                         action,
                         entity=entity,
                         entity_id=getattr(subject, "pk", "") or "",
-                        changes=diff(before, snapshot(result, diff_keys)),
+                        changes=diff(before, take(result)),
                         meta=meta,
                         actor=actor,
                     )
@@ -265,7 +285,7 @@ def audited(
                         entity=entity,
                         entity_id=getattr(before_obj, "pk", "") or "",
                         outcome=_failure_outcome(exc),
-                        meta={**meta, "error": type(exc).__name__, "message": str(exc)[:500]},
+                        meta={**meta, "error": type(exc).__name__, "message": _error_message(exc)[:500]},
                         actor=actor,
                         independent=True,
                     )

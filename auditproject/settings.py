@@ -104,6 +104,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
+    "rbac.backends.RoleBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 
