@@ -16,6 +16,7 @@ class AuditAction(models.TextChoices):
     AUDIT_VIEW = "AUDIT.VIEW", "Audit entries listed or opened"
     AUDIT_EXPORT = "AUDIT.EXPORT", "Audit entries exported"
     AUDIT_VERIFY = "AUDIT.VERIFY", "Audit chain verified"
+    ACCESS_DENIED = "ACCESS.DENIED", "Request refused for lack of a permission"
     AUDIT_INGEST = "AUDIT.INGEST", "Events submitted by another system"
     ACTION_REGISTER = "ACTION.REGISTER", "Action code of another system registered"
     ACTION_UPDATE = "ACTION.UPDATE", "Registered action code changed"
@@ -46,6 +47,7 @@ COMPLIANCE: dict[str, tuple[str, ...]] = {
     AuditAction.AUDIT_VIEW: ("PCI DSS 10.2.1.3", "NIST AU-9(4)"),
     AuditAction.AUDIT_EXPORT: ("PCI DSS 10.2.1.3",),
     AuditAction.AUDIT_VERIFY: ("PCI DSS 10.3.4", "NIST AU-9"),
+    AuditAction.ACCESS_DENIED: ("PCI DSS 10.2.1.4",),
     AuditAction.AUDIT_INGEST: ("PCI DSS 10.2.1.4",),
     AuditAction.ACTION_REGISTER: ("GDPR Art. 30", "PCI DSS 10.2.1.6"),
     AuditAction.ACTION_UPDATE: ("GDPR Art. 30", "PCI DSS 10.2.1.6"),

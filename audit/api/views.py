@@ -22,29 +22,9 @@ from ..verify import verify_chain
 from .filters import AuditLogFilter
 from .ingest_serializers import EventBatchSerializer, SingleEventSerializer
 from .pagination import NewestFirstCursorPagination
+from .mixins import RecordsDeniedAttemptsMixin
 from .permissions import CanRecordEvents, IsComplianceOfficer
 from .serializers import AuditLogSerializer, VerifyReportSerializer
-
-
-class RecordsDeniedAttemptsMixin:
-    """A refused call by an authenticated user is itself an entry (PCI DSS 10.2.1.4)."""
-
-    denied_action: str
-
-    def get_denied_action(self, request: Request) -> str:
-        return self.denied_action
-
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
-        if request.user and request.user.is_authenticated:
-            record(
-                self.get_denied_action(request),
-                entity="AuditLog",
-                outcome=Outcome.DENIED,
-                meta={"path": request.path, "method": request.method},
-                actor=request.user,
-                independent=True,
-            )
-        super().permission_denied(request, message=message, code=code)  # type: ignore[misc]
 
 
 INGEST_EXAMPLE = """Record an event of another system. Only accounts with the permission `audit.record_event`
