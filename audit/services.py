@@ -41,7 +41,9 @@ def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidAuditEntry(f"{name} must be a JSON object, got {type(value).__name__}")
     try:
-        text = json.dumps(redact(dict(value)), cls=DjangoJSONEncoder, allow_nan=False)
+        # ensure_ascii=False: the limit counts UTF-8 bytes, as the API's input check does; escaped non-ASCII
+        # ("\u00e9", 6 bytes for a 2-byte character) made text under the limit fail here with no field named.
+        text = json.dumps(redact(dict(value)), cls=DjangoJSONEncoder, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEntry(f"{name} is not JSON-serialisable: {exc}") from exc
     if len(text.encode("utf-8")) > conf.max_json_bytes():
@@ -220,7 +222,8 @@ def _error_message(exc: BaseException) -> str:
 
 
 def _failure_outcome(exc: BaseException) -> str:
-    if isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied)):
+    # Domain errors may say themselves that they are a refusal (e.g. a lock held by someone else).
+    if isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied)) or getattr(exc, "audit_outcome", "") == Outcome.DENIED:
         return Outcome.DENIED
     return Outcome.FAILURE
 
@@ -232,6 +235,7 @@ def audited(
     pre_fetch: Callable[..., Any] | None = None,
     diff_keys: Sequence[str] = (),
     snapshot_with: Callable[[Any], dict[str, Any]] | None = None,
+    meta_from: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
     deletes: bool = False,
 ) -> Callable[[F], F]:
     """Record ``action`` for every call of a service function, with a before/after diff.
@@ -239,7 +243,8 @@ def audited(
     ``pre_fetch`` receives the service's arguments and returns the object as it is before the change (``None`` to
     create); the service returns the object after the change. ``diff_keys`` are the attributes compared (related
     managers as sorted primary keys), or ``snapshot_with(obj)`` builds the compared dict itself. The actor is the
-    service's ``actor`` keyword argument, and a ``reason`` keyword argument lands in ``meta.reason``.
+    service's ``actor`` keyword argument, and a ``reason`` keyword argument lands in ``meta.reason``;
+    ``meta_from(before_obj, kwargs)`` adds context of its own (on success and on failure).
 
     With ``deletes``, the entry (with the full snapshot) is written before the service runs: the record of a
     deletion exists before the row goes.
@@ -262,6 +267,8 @@ def audited(
             try:
                 with transaction.atomic():
                     before_obj = pre_fetch(*args, **kwargs) if pre_fetch else None
+                    if meta_from:
+                        meta.update(meta_from(before_obj, kwargs))
                     before = take(before_obj)
                     if deletes:
                         entity_id = getattr(before_obj, "pk", "")
@@ -279,6 +286,8 @@ def audited(
                     )
                 return result
             except Exception as exc:
+                if meta_from and before_obj is None:
+                    meta.update(meta_from(None, kwargs))
                 try:
                     record(
                         action,

@@ -5,5 +5,8 @@ from drf_spectacular.views import SpectacularAPIView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/audit/", include("audit.api.urls")),
+    path("api/rbac/", include("rbac.api.urls")),
+    path("api/", include("locks.api.urls")),
+    path("api/lfs/", include("locks.lfs.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
 ]

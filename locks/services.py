@@ -1,0 +1,139 @@
+"""Checking files out and in. The REST API, the Git LFS API and the admin all come through here.
+
+Each service is audited: the change and its entry commit together, and a refused attempt (already locked, not the
+owner, no right) is recorded as ``denied`` with the reason in a transaction of its own, so it survives the
+rollback of the request.
+"""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.actions import AuditAction
+from audit.services import audited
+
+from .exceptions import LockConflict, NotLockOwner
+from .models import FileLock, Repository
+from .paths import InvalidPath, normalize_path
+
+FORCE_UNLOCK = "locks.force_unlock"
+CHECKOUT = "locks.add_filelock"
+
+
+def lock_snapshot(lock: FileLock) -> dict[str, Any]:
+    return {
+        "repository": lock.repository.slug,
+        "path": lock.path,
+        "owner": lock.owner.get_username(),
+        "ref_name": lock.ref_name,
+        "locked_at": lock.locked_at,
+        "reason": lock.reason,
+    }
+
+
+def can_force_unlock(user: Any, repository: Repository) -> bool:
+    """The right globally (a role) or on this repository (django-guardian)."""
+    return user.has_perm(FORCE_UNLOCK) or user.has_perm(FORCE_UNLOCK, repository)
+
+
+def can_check_out(user: Any, repository: Repository) -> bool:
+    return user.has_perm(CHECKOUT) or user.has_perm(CHECKOUT, repository)
+
+
+def _checkout_meta(before: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    repository = kwargs.get("repository")
+    return {"repository": getattr(repository, "slug", ""), "path": kwargs.get("path", "")}
+
+
+def _lock(*, lock_id: int, **_: Any) -> FileLock:
+    return FileLock.objects.select_related("repository", "owner").select_for_update().get(pk=lock_id)
+
+
+def _release_meta(before: FileLock | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if before is None:
+        return {"lock_id": kwargs.get("lock_id")}
+    return {"repository": before.repository.slug, "path": before.path, "owner": before.owner.get_username()}
+
+
+def _force_meta(before: FileLock | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"override": True, "lock_id": kwargs.get("lock_id")}
+    if before is not None:
+        meta.update(repository=before.repository.slug, path=before.path, previous_owner=before.owner.get_username())
+    return meta
+
+
+def _release(lock: FileLock) -> None:
+    # A queryset delete leaves the instance (and its id) intact for the caller's response.
+    FileLock.objects.filter(pk=lock.pk).delete()
+
+
+@audited(AuditAction.LOCK_CREATE, entity="FileLock", snapshot_with=lock_snapshot, meta_from=_checkout_meta)
+def checkout(*, actor: Any, repository: Repository, path: str, ref_name: str = "", reason: str = "") -> FileLock:
+    """Lock ``path`` for ``actor``. Raises LockConflict (409) when anyone holds it, the actor included."""
+    try:
+        normalized = normalize_path(path)
+    except InvalidPath as exc:
+        raise ValidationError({"path": str(exc)}) from exc
+    if not can_check_out(actor, repository):
+        raise PermissionDenied(f"{actor.get_username()} may not lock files in {repository.slug}")
+    existing = FileLock.objects.select_related("owner").filter(repository=repository, path=normalized).first()
+    if existing is not None:
+        raise LockConflict(existing)
+    try:
+        # A savepoint: the unique constraint decides between racing clients, and the loser must be able to
+        # read the winner's lock afterwards.
+        with transaction.atomic():
+            return FileLock.objects.create(
+                repository=repository,
+                path=normalized,
+                owner=actor,
+                ref_name=ref_name[:255],
+                reason=reason,
+                locked_at=timezone.now(),
+            )
+    except IntegrityError:
+        winner = FileLock.objects.select_related("owner").filter(repository=repository, path=normalized).first()
+        if winner is None:
+            raise
+        raise LockConflict(winner) from None
+
+
+@audited(
+    AuditAction.LOCK_RELEASE,
+    entity="FileLock",
+    pre_fetch=_lock,
+    snapshot_with=lock_snapshot,
+    meta_from=_release_meta,
+    deletes=True,
+)
+def checkin(*, actor: Any, lock_id: int) -> FileLock:
+    """Release the actor's own lock; anyone else's is refused (NotLockOwner, 403)."""
+    lock = FileLock.objects.select_related("repository", "owner").get(pk=lock_id)
+    if lock.owner_id != actor.pk:
+        raise NotLockOwner(
+            f"{lock.path} is locked by {lock.owner.get_username()}, not by {actor.get_username()}; "
+            "only a lock administrator can release it (force)"
+        )
+    _release(lock)
+    return lock
+
+
+@audited(
+    AuditAction.LOCK_FORCE_RELEASE,
+    entity="FileLock",
+    pre_fetch=_lock,
+    snapshot_with=lock_snapshot,
+    meta_from=_force_meta,
+    deletes=True,
+)
+def force_checkin(*, actor: Any, lock_id: int, reason: str) -> FileLock:
+    """Release anyone's lock: needs ``locks.force_unlock`` (globally or on the repository) and a reason."""
+    lock = FileLock.objects.select_related("repository", "owner").get(pk=lock_id)
+    if not can_force_unlock(actor, lock.repository):
+        raise PermissionDenied(f"{actor.get_username()} may not release other people's locks in {lock.repository.slug}")
+    if not (reason or "").strip():
+        raise ValidationError({"reason": "A reason is required to release someone else's lock."})
+    _release(lock)
+    return lock
