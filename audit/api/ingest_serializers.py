@@ -8,6 +8,7 @@ from rest_framework import serializers
 from .. import conf
 from ..actions import ACTION_CODE_RE
 from ..models import AuditLog
+from ..redaction import redact
 from ..selectors import unknown_actions
 
 MAX_BATCH = 1000
@@ -21,7 +22,8 @@ class JsonObjectField(serializers.DictField):
         if not isinstance(data, dict):
             raise serializers.ValidationError(f"Expected a JSON object, got {type(data).__name__}.")
         value = super().to_internal_value(data)
-        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        # Measured as the recorder will store it: after redaction, in UTF-8.
+        size = len(json.dumps(redact(value), ensure_ascii=False).encode("utf-8"))
         if size > conf.max_json_bytes():
             raise serializers.ValidationError(f"Larger than {conf.max_json_bytes()} bytes ({size}).")
         return value

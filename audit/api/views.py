@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.db.models import prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -66,10 +67,13 @@ def _ingest(request: Request, events: list[dict[str, Any]]) -> tuple[list[AuditL
             source=request.user,
             events=events,
             idempotency_key=_idempotency_key(request),
-            body_print=fingerprint(request.data),
+            # Of the redacted body: the print is stored, and must not let anyone test guesses of a secret.
+            body_print=fingerprint(redact(request.data)),
         )
     except IdempotencyConflict as exc:
         raise Conflict(str(exc)) from exc
+    # The seals were written when the transaction committed; one query fetches them all.
+    prefetch_related_objects(result.entries, "seal")
     return result.entries, {"Idempotent-Replayed": "true"} if result.replayed else {}
 
 
