@@ -22,7 +22,7 @@ demo: export DATABASE_URL := sqlite:///db.sqlite3
 demo: export DEBUG := true
 demo: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py audit_demo
+	$(BIN)/python manage.py demo_data
 	$(BIN)/python manage.py runserver $(HOST)
 
 test: install
