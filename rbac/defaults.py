@@ -82,5 +82,7 @@ def bootstrap_default_roles() -> list[Role]:
             if default.name == "compliance officer":
                 group = Group.objects.filter(name=COMPLIANCE_OFFICERS).first()
                 if group is not None:
-                    services.group_update(actor=None, group_id=group.pk, role_ids=[role.pk])
+                    # Add the role; replacing the group's roles would take away any it already had.
+                    role_ids = [*group.rbac_roles.values_list("pk", flat=True), role.pk]
+                    services.group_update(actor=None, group_id=group.pk, role_ids=role_ids)
     return created
