@@ -84,4 +84,4 @@ def families() -> list[str]:
 
 
 # Entity labels recorded by this project; the admin offers them as filter choices without a DISTINCT query.
-ENTITIES: tuple[str, ...] = ("AuditLog", "RegisteredAction", "User", "Role", "Group", "Repository", "FileLock")
+ENTITIES: tuple[str, ...] = ("AuditLog", "SignedDigest", "RegisteredAction", "User", "Role", "Group", "Repository", "FileLock")

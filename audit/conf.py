@@ -34,3 +34,13 @@ def api_page_size() -> int:
 
 def api_max_page_size() -> int:
     return getattr(settings, "AUDIT_API_MAX_PAGE_SIZE", 1000)
+
+
+def digest_every_entries() -> int:
+    """A signed digest is made once this many entries were sealed since the last one..."""
+    return getattr(settings, "AUDIT_DIGEST_EVERY_ENTRIES", 1000)
+
+
+def digest_every() -> dt.timedelta:
+    """...or once this much time has passed, whichever comes first."""
+    return dt.timedelta(minutes=getattr(settings, "AUDIT_DIGEST_EVERY_MINUTES", 60))

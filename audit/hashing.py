@@ -51,10 +51,21 @@ def canonical_value(value: Any) -> Any:
     return value
 
 
+def _not_json(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return canonical_value(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no spaces, UTF-8: the same value always gives the same bytes."""
+    """Sorted keys, no spaces, UTF-8, timestamps at any depth as UTC ISO: the same value always gives the same bytes."""
     return json.dumps(
-        canonical_value(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        canonical_value(value),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_not_json,
     ).encode("utf-8")
 
 
@@ -80,3 +91,10 @@ def entry_digest(salt: bytes, fields: Mapping[str, Any]) -> str:
 
 def chain_hash(prev_hash: str, digest: str) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + bytes.fromhex(digest)).hexdigest()
+
+
+def digest_statement(chain_index: int, head_hash: str, signed_at: Any, prev_signature: str) -> bytes:
+    """The bytes a signed digest signs: canonical JSON of the head it vouches for and the previous signature."""
+    return canonical_json(
+        {"chain_index": chain_index, "head_hash": head_hash, "signed_at": signed_at, "prev_signature": prev_signature}
+    )

@@ -120,6 +120,27 @@ class Seal(AppendOnlyModel):
         return f"seal #{self.chain_index} of entry {self.entry_id}"
 
 
+class SignedDigest(AppendOnlyModel):
+    """A signed statement of the chain head: ``(chain_index, head_hash, signed_at, prev_signature)``.
+
+    Each digest signs the previous digest's signature too, so digests form a chain of their own, as CloudTrail's
+    digest files do. Rewriting the hash chain after a digest is then detectable without the private key.
+    """
+
+    chain_index = models.BigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    prev_signature = models.CharField(max_length=128, blank=True)
+    signature = models.CharField(max_length=128)
+    key_fingerprint = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["chain_index"]
+
+    def __str__(self) -> str:
+        return f"digest at chain #{self.chain_index}"
+
+
 class RegisteredAction(models.Model):
     """An action code of another system, accepted by the ingestion API (the project's own codes live in code)."""
 

@@ -8,13 +8,13 @@ seal impossible even if that lock were bypassed.
 
 import logging
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Exists, Min, OuterRef, Q
 
 from . import conf
+from .digests import make_digest_if_due
 from .hashing import COMMITTED_FIELDS, GENESIS_HASH, chain_hash, entry_digest
 from .models import AuditLog, Seal
 
@@ -94,7 +94,10 @@ def seal_pending(*, entry_ids: Iterable[int] = (), full_scan: bool = False, usin
             continue
         total += sealed
         if sealed < limit:
-            return total
+            break
+    if total:
+        make_digest_if_due(using=using)
+    return total
 
 
 def schedule_seal(entry_ids: Iterable[int], using: str) -> None:
@@ -106,7 +109,13 @@ def schedule_seal(entry_ids: Iterable[int], using: str) -> None:
     """
     connection = connections[using]
     connection.__dict__.setdefault(_PENDING_ATTR, []).extend(entry_ids)
-    transaction.on_commit(partial(_seal_scheduled, using), using=using, robust=True)
+
+    def seal_after_commit() -> None:
+        _seal_scheduled(using)
+
+    # robust: a sealer failure is logged, not raised into a request whose change already committed; the entry
+    # stays unsealed until the next run or `audit_seal`, and `audit_verify` reports it after the grace period.
+    transaction.on_commit(seal_after_commit, using=using, robust=True)
 
 
 def _seal_scheduled(using: str) -> None:

@@ -5,9 +5,11 @@ migration that alters a protected table must call ``install`` again: on SQLite, 
 as a new one, which has no triggers.
 """
 
+from collections.abc import Sequence
+
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-PROTECTED_TABLES = ("audit_auditlog", "audit_seal")
+PROTECTED_TABLES = ("audit_auditlog", "audit_seal", "audit_signeddigest")
 
 _POSTGRES_FUNCTION = """
 CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -41,24 +43,20 @@ def _sqlite_install(table: str) -> list[str]:
     ]
 
 
-def install_statements(vendor: str) -> list[str]:
+def install_statements(vendor: str, tables: Sequence[str] = PROTECTED_TABLES) -> list[str]:
     if vendor == "postgresql":
-        return [_POSTGRES_FUNCTION] + [sql for table in PROTECTED_TABLES for sql in _postgres_install(table)]
+        return [_POSTGRES_FUNCTION] + [sql for table in tables for sql in _postgres_install(table)]
     if vendor == "sqlite":
-        return [sql for table in PROTECTED_TABLES for sql in _sqlite_install(table)]
+        return [sql for table in tables for sql in _sqlite_install(table)]
     raise NotImplementedError(f"no append-only triggers for the {vendor} backend")
 
 
-def drop_statements(vendor: str) -> list[str]:
+def drop_statements(vendor: str, tables: Sequence[str] = PROTECTED_TABLES) -> list[str]:
     if vendor == "postgresql":
         return [
-            f"DROP TRIGGER IF EXISTS {table}_{name} ON {table}"
-            for table in PROTECTED_TABLES
-            for name in ("append_only", "no_truncate")
+            f"DROP TRIGGER IF EXISTS {table}_{name} ON {table}" for table in tables for name in ("append_only", "no_truncate")
         ]
-    return [
-        f"DROP TRIGGER IF EXISTS {table}_{name}" for table in PROTECTED_TABLES for name in ("no_update", "no_delete")
-    ]
+    return [f"DROP TRIGGER IF EXISTS {table}_{name}" for table in tables for name in ("no_update", "no_delete")]
 
 
 def _run(connection: BaseDatabaseWrapper, statements: list[str]) -> None:
@@ -67,10 +65,10 @@ def _run(connection: BaseDatabaseWrapper, statements: list[str]) -> None:
             cursor.execute(sql)
 
 
-def install(connection: BaseDatabaseWrapper) -> None:
-    _run(connection, install_statements(connection.vendor))
+def install(connection: BaseDatabaseWrapper, tables: Sequence[str] = PROTECTED_TABLES) -> None:
+    _run(connection, install_statements(connection.vendor, tables))
 
 
-def drop(connection: BaseDatabaseWrapper) -> None:
+def drop(connection: BaseDatabaseWrapper, tables: Sequence[str] = PROTECTED_TABLES) -> None:
     """Remove the triggers: tests use it to play an attacker with database access."""
-    _run(connection, drop_statements(connection.vendor))
+    _run(connection, drop_statements(connection.vendor, tables))

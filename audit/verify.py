@@ -5,13 +5,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from . import conf
-from .hashing import GENESIS_HASH, chain_hash
-from .models import AuditLog, Seal
+from .hashing import GENESIS_HASH, chain_hash, digest_statement
+from .models import AuditLog, Seal, SignedDigest
 from .sealing import digest_of
+from .signing import is_valid, load_public_key
 
 CHUNK = 2000
 
@@ -33,6 +35,7 @@ class Finding:
 class VerifyReport:
     verified_at: dt.datetime
     entries_checked: int = 0
+    digests_checked: int = 0
     head_index: int | None = None
     head_hash: str | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -44,7 +47,10 @@ class VerifyReport:
     def summary(self) -> str:
         if self.ok:
             head = f"head #{self.head_index} {self.head_hash}" if self.head_hash else "empty chain"
-            return f"Audit chain intact: {self.entries_checked} entries verified, {head}."
+            return (
+                f"Audit chain intact: {self.entries_checked} entries and {self.digests_checked} signed digests "
+                f"verified, {head}."
+            )
         return f"Audit chain NOT intact: {len(self.findings)} finding(s) in {self.entries_checked} sealed entries."
 
     def as_dict(self) -> dict[str, Any]:
@@ -52,6 +58,7 @@ class VerifyReport:
             "ok": self.ok,
             "verified_at": self.verified_at,
             "entries_checked": self.entries_checked,
+            "digests_checked": self.digests_checked,
             "head_index": self.head_index,
             "head_hash": self.head_hash,
             "findings": [asdict(finding) for finding in self.findings],
@@ -76,7 +83,9 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
     - ``missing``: a seal whose entry is gone;
     - ``gap``: chain positions missing between two seals (a removed seal);
     - ``broken_link``: a seal whose ``prev_hash`` or ``hash`` does not follow from the seal before it;
-    - ``unsealed``: an entry committed longer ago than the grace period that has no seal.
+    - ``unsealed``: an entry committed longer ago than the grace period that has no seal;
+    - ``bad_signature``, ``digest_chain``, ``digest_mismatch``: a signed digest whose signature fails, which does not
+      sign the digest before it, or whose signed head the chain no longer reaches (a rewritten chain).
     """
     report = VerifyReport(verified_at=timezone.now())
     expected_index = 0
@@ -115,6 +124,8 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
             report.head_index, report.head_hash = seal.chain_index, seal.hash
         if progress:
             progress(len(seals))
+    report.findings.extend(verify_digests())
+    report.digests_checked = SignedDigest.objects.count()
     cutoff = report.verified_at - conf.seal_grace()
     late = AuditLog.objects.filter(created_at__lt=cutoff).filter(
         ~Exists(Seal.objects.filter(entry_id=OuterRef("pk")))
@@ -124,3 +135,36 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
             Finding("unsealed", entry_id, None, f"no seal after the grace period of {conf.seal_grace()}")
         )
     return report
+
+
+def verify_digests() -> list[Finding]:
+    """Check each signed digest's signature, its link to the digest before, and that the chain still reaches it."""
+    digests = list(SignedDigest.objects.order_by("chain_index"))
+    if not digests:
+        return []
+    try:
+        key = load_public_key()
+    except ImproperlyConfigured as exc:
+        return [Finding("bad_signature", None, None, f"signed digests exist but no key to check them: {exc}")]
+    seal_hashes = dict(
+        Seal.objects.filter(chain_index__in=[digest.chain_index for digest in digests]).values_list("chain_index", "hash")
+    )
+    findings = []
+    prev_signature = ""
+    for digest in digests:
+        statement = digest_statement(digest.chain_index, digest.head_hash, digest.signed_at, digest.prev_signature)
+        if not is_valid(key, digest.signature, statement):
+            findings.append(Finding("bad_signature", None, digest.chain_index, "the digest's signature does not verify"))
+        if digest.prev_signature != prev_signature:
+            findings.append(Finding("digest_chain", None, digest.chain_index, "does not sign the digest before it"))
+        if seal_hashes.get(digest.chain_index) != digest.head_hash:
+            findings.append(
+                Finding(
+                    "digest_mismatch",
+                    None,
+                    digest.chain_index,
+                    "the chain no longer reaches this signed head: it was rewritten after it was signed",
+                )
+            )
+        prev_signature = digest.signature
+    return findings

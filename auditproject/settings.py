@@ -35,9 +35,13 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 # Client addresses (or networks, CIDR) of reverse proxies whose X-Forwarded-For is believed.
 AUDIT_TRUSTED_PROXIES = env_list("AUDIT_TRUSTED_PROXIES")
+# Ed25519 keys of signed digests and exports (PEM files; `manage.py audit_keygen` writes a pair). Without a
+# signing key no digest is made; without a verify key the signing key's public half checks them.
+AUDIT_SIGNING_KEY_FILE = os.environ.get("AUDIT_SIGNING_KEY_FILE", "")
+AUDIT_VERIFY_KEY_FILE = os.environ.get("AUDIT_VERIFY_KEY_FILE", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "auditproject.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -2,7 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ..models import AuditLog
+from ..models import AuditLog, SignedDigest
 
 
 class SealSerializer(serializers.Serializer):
@@ -54,6 +54,14 @@ class VerifyReportSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     verified_at = serializers.DateTimeField()
     entries_checked = serializers.IntegerField()
+    digests_checked = serializers.IntegerField()
     head_index = serializers.IntegerField(allow_null=True)
     head_hash = serializers.CharField(allow_null=True)
     findings = FindingSerializer(many=True)
+
+
+class SignedDigestSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SignedDigest
+        fields = ["chain_index", "head_hash", "signed_at", "prev_signature", "signature", "key_fingerprint"]
+        read_only_fields = fields

@@ -9,4 +9,5 @@ urlpatterns = [
     path("events/batch", views.AuditEventBatchApi.as_view(), name="event-batch"),
     path("events/<int:pk>", views.AuditEventDetailApi.as_view(), name="event-detail"),
     path("verify", views.AuditVerifyApi.as_view(), name="verify"),
+    path("digests", views.AuditDigestListApi.as_view(), name="digest-list"),
 ]

@@ -1,10 +1,12 @@
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -15,17 +17,18 @@ from auditproject.exceptions import Conflict
 
 from ..actions import AuditAction
 from ..ingest import IdempotencyConflict, fingerprint, ingest_events
-from ..models import AuditLog
+from .. import signing
+from ..models import AuditLog, SignedDigest
 from ..redaction import redact
 from ..selectors import visible_entries
 from ..services import Outcome, record
 from ..verify import verify_chain
 from .filters import AuditLogFilter
 from .ingest_serializers import EventBatchSerializer, SingleEventSerializer
-from .pagination import NewestFirstCursorPagination
 from .mixins import RecordsDeniedAttemptsMixin
+from .pagination import NewestFirstCursorPagination
 from .permissions import CanRecordEvents, IsComplianceOfficer
-from .serializers import AuditLogSerializer, VerifyReportSerializer
+from .serializers import AuditLogSerializer, SignedDigestSerializer, VerifyReportSerializer
 
 
 INGEST_EXAMPLE = """Record an event of another system. Only accounts with the permission `audit.record_event`
@@ -171,3 +174,32 @@ class AuditVerifyApi(RecordsDeniedAttemptsMixin, APIView):
             actor=request.user,
         )
         return Response(VerifyReportSerializer(report.as_dict()).data)
+
+
+class DigestPagination(CursorPagination):
+    ordering = "-chain_index"
+    page_size = 100
+
+    def get_paginated_response(self, data: Any) -> Response:
+        # The key every digest should name: a digest signed by another key stands out at once.
+        response = super().get_paginated_response(data)
+        try:
+            response.data["public_key_fingerprint"] = signing.fingerprint(signing.load_public_key())
+        except ImproperlyConfigured:
+            response.data["public_key_fingerprint"] = None
+        return response
+
+
+class AuditDigestListApi(RecordsDeniedAttemptsMixin, generics.ListAPIView):
+    """The signed digests of the chain head, newest first, with the fingerprint of the key that verifies them."""
+
+    permission_classes = [IsComplianceOfficer]
+    serializer_class = SignedDigestSerializer
+    pagination_class = DigestPagination
+    queryset = SignedDigest.objects.all()
+    denied_action = AuditAction.AUDIT_VIEW
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().list(request, *args, **kwargs)
+        record(AuditAction.AUDIT_VIEW, entity="SignedDigest", meta={"via": "api"}, actor=request.user)
+        return response
