@@ -152,9 +152,16 @@ class LfsUnlockApi(LfsApiView):
         repo = self.repository(repository)
         data = UnlockSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if not lock_id.isdigit() or not FileLock.objects.filter(pk=int(lock_id), repository=repo).exists():
+        owner_id = (
+            FileLock.objects.filter(pk=int(lock_id), repository=repo).values_list("owner_id", flat=True).first()
+            if lock_id.isdigit()
+            else None
+        )
+        if owner_id is None:
             raise Http404(f"No lock {lock_id} in {repo.slug}")
-        if data.validated_data["force"]:
+        # The client sends force=true whenever the file has uncommitted changes, for the owner too: releasing
+        # one's own lock is a plain check-in, not an override that needs the force right.
+        if data.validated_data["force"] and owner_id != request.user.pk:
             lock = services.force_checkin(actor=request.user, lock_id=int(lock_id), reason=FORCE_REASON)
         else:
             lock = services.checkin(actor=request.user, lock_id=int(lock_id))
