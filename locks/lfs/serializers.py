@@ -28,14 +28,14 @@ class ListLocksSerializer(serializers.Serializer):
     path = serializers.CharField(max_length=4096, required=False, trim_whitespace=False)
     id = serializers.CharField(max_length=32, required=False)
     cursor = serializers.CharField(max_length=32, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    limit = serializers.IntegerField(min_value=1, required=False)
     refspec = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
 
 class VerifyLocksSerializer(serializers.Serializer):
     ref = RefSerializer(required=False)
     cursor = serializers.CharField(max_length=32, required=False, allow_blank=True)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    limit = serializers.IntegerField(min_value=1, required=False)
 
 
 class UnlockSerializer(serializers.Serializer):

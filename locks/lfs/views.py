@@ -30,6 +30,7 @@ from .media import LfsJSONParser, LfsJSONRenderer
 from .serializers import CreateLockSerializer, ListLocksSerializer, UnlockSerializer, VerifyLocksSerializer, lock_json
 
 DEFAULT_PAGE = 100
+MAX_PAGE = 1000
 FORCE_REASON = "forced through the Git LFS API (git lfs unlock --force)"
 
 
@@ -87,7 +88,8 @@ def _after_cursor(cursor: str | None) -> int:
 
 def _page(locks: Any, cursor: str | None, limit: int | None) -> tuple[list[FileLock], str | None]:
     """Keyset page over lock ids; the cursor is the id the next page starts at."""
-    size = limit or DEFAULT_PAGE
+    # A larger limit is served in pages of MAX_PAGE: the client follows next_cursor either way.
+    size = min(limit or DEFAULT_PAGE, MAX_PAGE)
     rows = list(locks.filter(id__gte=_after_cursor(cursor))[: size + 1])
     next_cursor = str(rows[size].pk) if len(rows) > size else None
     return rows[:size], next_cursor

@@ -1,0 +1,66 @@
+"""One chain position as it leaves the server: the released record and its proof line."""
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..hashing import COMMITTED_FIELDS, canonical_value, commitment, field_salt
+from ..text import printable
+from .rules import RedactionRule
+
+CSV_COLUMNS: tuple[str, ...] = ("chain_index", *COMMITTED_FIELDS)
+# A spreadsheet runs a cell starting with these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def applicable_rules(rules: Sequence[RedactionRule], actor_is_staff: bool) -> dict[str, RedactionRule]:
+    return {rule.field: rule for rule in rules if actor_is_staff or not rule.staff_only}
+
+
+def released_record(chain_index: int, fields: Mapping[str, Any], withheld: Mapping[str, RedactionRule]) -> dict:
+    """The record as released: every committed field in its canonical form, or the mark of its exemption."""
+    record: dict[str, Any] = {"chain_index": chain_index}
+    for name in COMMITTED_FIELDS:
+        record[name] = withheld[name].mark if name in withheld else canonical_value(fields[name])
+    return record
+
+
+def proof_of_released(
+    chain_index: int, entry_id: int, salt: bytes, fields: Mapping[str, Any], withheld: Mapping[str, RedactionRule], hash_: str
+) -> dict:
+    """Field salts of the released fields and commitments of the withheld ones: enough to recompute the digest,
+    never enough to learn a withheld value. The entry's own salt stays on the server."""
+    salts, commitments = {}, {}
+    for name in COMMITTED_FIELDS:
+        salt_of_field = field_salt(salt, name)
+        if name in withheld:
+            commitments[name] = commitment(salt_of_field, name, fields[name])
+        else:
+            salts[name] = salt_of_field.hex()
+    return {
+        "chain_index": chain_index,
+        "entry_id": entry_id,
+        "field_salts": salts,
+        "commitments": commitments,
+        "hash": hash_,
+    }
+
+
+def proof_of_out_of_scope(chain_index: int, digest: str, hash_: str) -> dict:
+    return {"chain_index": chain_index, "digest": digest, "hash": hash_}
+
+
+def csv_cell(value: Any) -> str:
+    """Plain text for a spreadsheet: JSON for structures, control characters escaped, formulas neutralised."""
+    if value is None:
+        text = ""
+    elif isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    else:
+        text = str(value)
+    text = printable(text)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_row(record: Mapping[str, Any]) -> list[str]:
+    return [csv_cell(record[column]) for column in CSV_COLUMNS]
