@@ -49,17 +49,21 @@ def _lookback_floor(using: str, head_index: int) -> int:
     return recent.aggregate(floor=Min("entry_id"))["floor"] or 0
 
 
-def _seal_batch(*, using: str, entry_ids: list[int], full_scan: bool, limit: int) -> int:
+def _seal_batch(*, using: str, entry_ids: list[int], full_scan: bool, after_id: int, limit: int) -> tuple[int, int]:
+    """Seal up to ``limit`` unsealed entries with ids above ``after_id``; returns (how many, the last id seen)."""
     with transaction.atomic(using=using):
         _take_sealer_lock(using)
         head = Seal.objects.using(using).order_by("-chain_index").values("chain_index", "hash").first()
         next_index = head["chain_index"] + 1 if head else 0
         prev_hash = head["hash"] if head else GENESIS_HASH
-        unsealed = AuditLog.objects.using(using).filter(~Exists(Seal.objects.filter(entry_id=OuterRef("pk"))))
+        unsealed = AuditLog.objects.using(using).filter(
+            ~Exists(Seal.objects.filter(entry_id=OuterRef("pk"))), id__gt=after_id
+        )
         if not full_scan and head:
             recent = Q(id__gte=_lookback_floor(using, head["chain_index"]))
             unsealed = unsealed.filter(recent | Q(id__in=entry_ids) if entry_ids else recent)
         seals = []
+        last_id = after_id
         for entry in unsealed.order_by("id")[:limit]:
             digest = digest_of(entry)
             hash_ = chain_hash(prev_hash, digest)
@@ -68,8 +72,9 @@ def _seal_batch(*, using: str, entry_ids: list[int], full_scan: bool, limit: int
             )
             next_index += 1
             prev_hash = hash_
+            last_id = entry.pk
         Seal.objects.using(using).bulk_create(seals)
-        return len(seals)
+        return len(seals), last_id
 
 
 def seal_pending(*, entry_ids: Iterable[int] = (), full_scan: bool = False, using: str = "default") -> int:
@@ -77,14 +82,18 @@ def seal_pending(*, entry_ids: Iterable[int] = (), full_scan: bool = False, usin
 
     ``entry_ids`` are entries a transaction just committed: they are sealed even when they committed so late that
     they sit below the look-back window. ``full_scan`` looks at the whole table (recovery, ``audit_seal --full``).
+    Batches walk up the ids, so each row is looked at once however many batches it takes.
     """
     ids = list(entry_ids)
     limit = conf.seal_batch_size()
     total = 0
+    after_id = 0
     attempts = 0
     while True:
         try:
-            sealed = _seal_batch(using=using, entry_ids=ids, full_scan=full_scan, limit=limit)
+            sealed, after_id = _seal_batch(
+                using=using, entry_ids=ids, full_scan=full_scan, after_id=after_id, limit=limit
+            )
         except IntegrityError:
             # Only reachable when a second sealer raced past the lock (e.g. two SQLite processes with
             # deferred transactions): the other one won this position, so read the new head and go on.
