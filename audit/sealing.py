@@ -49,16 +49,18 @@ def _lookback_floor(using: str, head_index: int) -> int:
     return recent.aggregate(floor=Min("entry_id"))["floor"] or 0
 
 
-def _seal_batch(*, using: str, entry_ids: list[int], full_scan: bool, after_id: int, limit: int) -> tuple[int, int]:
+def _seal_batch(
+    *, using: str, entry_ids: list[int], full_scan: bool, after_id: int | None, limit: int
+) -> tuple[int, int | None]:
     """Seal up to ``limit`` unsealed entries with ids above ``after_id``; returns (how many, the last id seen)."""
     with transaction.atomic(using=using):
         _take_sealer_lock(using)
         head = Seal.objects.using(using).order_by("-chain_index").values("chain_index", "hash").first()
         next_index = head["chain_index"] + 1 if head else 0
         prev_hash = head["hash"] if head else GENESIS_HASH
-        unsealed = AuditLog.objects.using(using).filter(
-            ~Exists(Seal.objects.filter(entry_id=OuterRef("pk"))), id__gt=after_id
-        )
+        unsealed = AuditLog.objects.using(using).filter(~Exists(Seal.objects.filter(entry_id=OuterRef("pk"))))
+        if after_id is not None:
+            unsealed = unsealed.filter(id__gt=after_id)
         if not full_scan and head:
             recent = Q(id__gte=_lookback_floor(using, head["chain_index"]))
             unsealed = unsealed.filter(recent | Q(id__in=entry_ids) if entry_ids else recent)
@@ -87,7 +89,7 @@ def seal_pending(*, entry_ids: Iterable[int] = (), full_scan: bool = False, usin
     ids = list(entry_ids)
     limit = conf.seal_batch_size()
     total = 0
-    after_id = 0
+    after_id: int | None = None
     attempts = 0
     while True:
         try:
