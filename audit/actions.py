@@ -40,6 +40,8 @@ class AuditAction(models.TextChoices):
     LOCK_CREATE = "LOCK.CREATE", "File checked out (locked)"
     LOCK_RELEASE = "LOCK.RELEASE", "File checked in (unlocked) by its owner"
     LOCK_FORCE_RELEASE = "LOCK.FORCE_RELEASE", "Lock released by an administrator on someone else's behalf"
+    FOIA_REQUEST_CREATE = "FOIA.REQUEST.CREATE", "FOIA request logged with its tracking number"
+    FOIA_REQUEST_UPDATE = "FOIA.REQUEST.UPDATE", "FOIA request changed (status, scope, requester or redaction profile)"
 
 
 # The requirements each code answers (see the compliance mapping in the README).
@@ -71,6 +73,8 @@ COMPLIANCE: dict[str, tuple[str, ...]] = {
     AuditAction.LOCK_CREATE: ("SOC 2 CC6.1",),
     AuditAction.LOCK_RELEASE: ("SOC 2 CC6.1",),
     AuditAction.LOCK_FORCE_RELEASE: ("PCI DSS 10.2.1.2",),
+    AuditAction.FOIA_REQUEST_CREATE: ("FOIA 5 U.S.C. 552(a)(7)",),
+    AuditAction.FOIA_REQUEST_UPDATE: ("FOIA 5 U.S.C. 552(a)(7)",),
 }
 
 
@@ -84,4 +88,15 @@ def families() -> list[str]:
 
 
 # Entity labels recorded by this project; the admin offers them as filter choices without a DISTINCT query.
-ENTITIES: tuple[str, ...] = ("AuditLog", "SignedDigest", "RegisteredAction", "User", "Role", "Group", "Repository", "FileLock")
+ENTITIES: tuple[str, ...] = (
+    "AuditLog",
+    "SignedDigest",
+    "RegisteredAction",
+    "User",
+    "Role",
+    "Group",
+    "Repository",
+    "FileLock",
+    "FoiaRequest",
+    "RedactionProfile",
+)

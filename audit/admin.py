@@ -195,3 +195,6 @@ class RegisteredActionAdmin(admin.ModelAdmin):
             actor=request.user, code=obj.code, description=obj.description, compliance=obj.compliance
         )
         obj.pk = saved.pk
+
+
+from . import foia_admin  # noqa: E402,F401  (FOIA requests and redaction profiles)

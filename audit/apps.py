@@ -10,3 +10,4 @@ class AuditConfig(AppConfig):
         from . import bootstrap, receivers  # noqa: F401  (connects the auth signal receivers)
 
         post_migrate.connect(bootstrap.ensure_officer_group, sender=self)
+        post_migrate.connect(bootstrap.ensure_default_redaction_profile, sender=self)

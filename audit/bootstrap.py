@@ -18,3 +18,20 @@ def ensure_officer_group(using: str = "default", **kwargs: Any) -> Group:
         if permission is not None:
             group.permissions.add(permission)
     return group
+
+
+def ensure_default_redaction_profile(using: str = "default", apps: Any = None, **kwargs: Any) -> None:
+    """The standard FOIA redaction profile, created once; an officer's later edits to it are kept."""
+    from .foia_models import DEFAULT_PROFILE_DESCRIPTION, DEFAULT_PROFILE_NAME, DEFAULT_PROFILE_RULES
+
+    try:
+        # The migration state's model: after a migrate backwards the table may not exist (yet).
+        profile_model = apps.get_model("audit", "RedactionProfile") if apps is not None else None
+    except LookupError:
+        return
+    if profile_model is None:
+        from .foia_models import RedactionProfile as profile_model
+    profile_model.objects.using(using).get_or_create(
+        name=DEFAULT_PROFILE_NAME,
+        defaults={"description": DEFAULT_PROFILE_DESCRIPTION, "rules": [dict(rule) for rule in DEFAULT_PROFILE_RULES]},
+    )

@@ -183,3 +183,6 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.source_id})"
+
+
+from .foia_models import FoiaRequest, RedactionProfile  # noqa: E402,F401

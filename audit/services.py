@@ -34,6 +34,22 @@ BULK_BATCH_SIZE = 500
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+NUL = "\x00"
+NUL_AS_TEXT = "\\x00"
+
+
+def _without_nul(value: Any) -> Any:
+    """NUL shown as the text ``\\x00``: PostgreSQL stores no NUL in text or jsonb, and an entry must never fail to
+    be written because of what a caller sent. The other control characters are kept as data."""
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_AS_TEXT)
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
 def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
     """Redacted, plain-JSON copy of ``changes`` or ``meta``: what is stored is exactly what gets hashed."""
     if value is None:
@@ -48,11 +64,11 @@ def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidAuditEntry(f"{name} is not JSON-serialisable: {exc}") from exc
     if len(text.encode("utf-8")) > conf.max_json_bytes():
         raise InvalidAuditEntry(f"{name} is larger than {conf.max_json_bytes()} bytes")
-    return json.loads(text)
+    return _without_nul(json.loads(text))
 
 
 def _bounded(name: str, value: object, max_length: int) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else _without_nul(str(value))
     if len(text) > max_length:
         raise InvalidAuditEntry(f"{name} is longer than {max_length} characters")
     return text
@@ -134,7 +150,7 @@ def _build_entry(spec: EventSpec, *, actor: Any, perms: dict[str, Any], ctx: con
     return AuditLog(
         created_at=timezone.now(),
         actor=actor,
-        actor_label=actor.get_username() if actor is not None else "",
+        actor_label=_without_nul(actor.get_username()) if actor is not None else "",
         action=str(spec.action),
         entity=_bounded("entity", spec.entity, 100),
         entity_id=_bounded("entity_id", spec.entity_id, 255),
@@ -143,7 +159,7 @@ def _build_entry(spec: EventSpec, *, actor: Any, perms: dict[str, Any], ctx: con
         changes=_json_field("changes", spec.changes),
         meta=_json_field("meta", spec.meta),
         ip_address=ctx.ip_address if ctx else None,
-        user_agent=ctx.user_agent if ctx else "",
+        user_agent=_without_nul(ctx.user_agent) if ctx else "",
         request_id=ctx.request_id if ctx else "",
         on_behalf_of=_bounded("on_behalf_of", spec.on_behalf_of, 150),
         client_ip=spec.client_ip,

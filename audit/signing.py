@@ -39,7 +39,10 @@ def load_private_key() -> Ed25519PrivateKey:
         raise SigningKeyMissing(
             "no signing key: set AUDIT_SIGNING_KEY_FILE (make a key pair with `manage.py audit_keygen`)"
         )
-    key = serialization.load_pem_private_key(pem, password=None)
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"AUDIT_SIGNING_KEY is not a readable PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise ImproperlyConfigured("AUDIT_SIGNING_KEY must be an Ed25519 private key")
     return key
@@ -53,7 +56,10 @@ def load_public_key() -> Ed25519PublicKey:
     pem = _pem_setting("AUDIT_VERIFY_KEY", "AUDIT_VERIFY_KEY_FILE")
     if pem is None:
         return load_private_key().public_key()
-    return public_key_from_pem(pem)
+    try:
+        return public_key_from_pem(pem)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"AUDIT_VERIFY_KEY is not a readable Ed25519 public key: {exc}") from exc
 
 
 def public_key_from_pem(pem: bytes) -> Ed25519PublicKey:

@@ -39,7 +39,7 @@ def can_force_unlock(user: Any, repository: Repository) -> bool:
 
 
 def can_check_out(user: Any, repository: Repository) -> bool:
-    return user.has_perm(CHECKOUT) or user.has_perm(CHECKOUT, repository)
+    return user.has_perm(CHECKOUT)
 
 
 def _checkout_meta(before: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

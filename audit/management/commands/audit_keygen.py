@@ -19,11 +19,15 @@ class Command(BaseCommand):
         directory = Path(out)
         private_path, public_path = directory / "audit-signing.key", directory / "audit-signing.pub"
         if private_path.exists() and not force:
-            raise CommandError(f"{private_path} exists; pass --force to replace it (old signatures stay valid only with the old public key)")
+            raise CommandError(
+                f"{private_path} exists; pass --force to replace it (old signatures verify only with the old public key)"
+            )
         directory.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
         # Created with owner-only permissions: the key is never readable by others, not even for a moment.
         descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # The mode given to open() applies only to a new file; a replaced key must lose any wider mode too.
+        os.fchmod(descriptor, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(private_key_pem(key))
         public_path.write_bytes(public_key_pem(key.public_key()))
