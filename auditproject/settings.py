@@ -164,3 +164,25 @@ LOGGING = {
         "audit.request": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+# FOIA response letters (audit/export/cover.py). The defaults are placeholders: set the agency's own values.
+FOIA_ORGANISATION = os.environ.get("FOIA_ORGANISATION", "Example Agency")
+FOIA_PUBLIC_LIAISON = {
+    "name": os.environ.get("FOIA_PUBLIC_LIAISON_NAME", "FOIA Public Liaison"),
+    "email": os.environ.get("FOIA_PUBLIC_LIAISON_EMAIL", "foia-liaison@example.gov"),
+    "phone": os.environ.get("FOIA_PUBLIC_LIAISON_PHONE", "(000) 000-0000"),
+}
+FOIA_OGIS_CONTACT = os.environ.get(
+    "FOIA_OGIS_CONTACT",
+    "Office of Government Information Services (OGIS), National Archives and Records Administration, "
+    "8601 Adelphi Road - OGIS, College Park, MD 20740-6001, ogis@nara.gov, 202-741-5770",
+)
+try:
+    # 5 U.S.C. 552(a)(6)(A)(i)(III)(aa): a requester has at least 90 days to appeal; a shorter value is raised.
+    FOIA_APPEAL_DAYS = max(90, int(os.environ.get("FOIA_APPEAL_DAYS", "90")))
+except ValueError as error:
+    raise ImproperlyConfigured(f"FOIA_APPEAL_DAYS must be a whole number of days: {error}") from error
+FOIA_APPEAL_ADDRESS = os.environ.get(
+    "FOIA_APPEAL_ADDRESS",
+    "FOIA Appeals Officer, Example Agency, 1 Example Plaza, Washington, DC 20000, foia-appeals@example.gov",
+)

@@ -40,3 +40,8 @@ class RoleBackend(BaseBackend):
 
     def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
         return perm in self.get_all_permissions(user_obj, obj)
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        # BaseBackend has no has_module_perms: without it the admin hides, and refuses, the index of an app whose
+        # rights a user holds only through roles.
+        return any(perm.split(".", 1)[0] == app_label for perm in self.get_all_permissions(user_obj))

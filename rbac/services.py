@@ -75,6 +75,11 @@ def _role_codes(roles: Iterable[Role]) -> set[str]:
     return {code for role in roles for code in permission_codes(role.permissions.select_related("content_type"))}
 
 
+def _group_codes(groups: Iterable[Group]) -> set[str]:
+    """The Django permissions the groups themselves carry (``Group.permissions``), besides their roles'."""
+    return set(permission_codes(Permission.objects.filter(group__in=list(groups)).select_related("content_type")))
+
+
 def _roles_by_id(role_ids: Iterable[int], field: str = "roles") -> list[Role]:
     ids = set(role_ids)
     roles = list(Role.objects.filter(pk__in=ids))
@@ -93,10 +98,18 @@ def _users_by_id(user_ids: Iterable[int]) -> list[Any]:
     return users
 
 
+def privileged_roles_change(before: Iterable[Role], after: Iterable[Role]) -> bool:
+    """Whether a privileged role comes or goes between the two sets of roles: such a change needs a reason.
+
+    Pure, so that a form can tell the user before any service is called (the admin's forms use it).
+    """
+    return any(role.privileged for role in set(before) ^ set(after))
+
+
 def _check_role_change(actor: Any, before: Iterable[Role], after: Iterable[Role], reason: str) -> None:
     """A change of roles needs a reason when a privileged role comes or goes, and only grants held rights."""
     old, new = set(before), set(after)
-    if any(role.privileged for role in old ^ new):
+    if privileged_roles_change(old, new):
         _require_reason(reason, "a privileged role is granted or removed")
     _guard_escalation(actor, _role_codes(new - old))
 
@@ -281,7 +294,7 @@ def group_members_set(*, actor: Any, group_id: int, user_ids: Iterable[int], rea
         if any(role.privileged for role in roles):
             _require_reason(reason, f"{group.name} carries a privileged role")
         if set(members) - set(group.user_set.all()):
-            _guard_escalation(actor, _role_codes(roles))
+            _guard_escalation(actor, _role_codes(roles) | _group_codes([group]))
     group.user_set.set(members)
     return group
 
@@ -371,6 +384,7 @@ def user_update(
             Role.objects.filter(groups__in=groups).distinct(),
             reason,
         )
+        _guard_escalation(actor, _group_codes(set(groups) - set(user.groups.all())))
         user.groups.set(groups)
     forget_role_permissions(user)
     return user
