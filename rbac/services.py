@@ -319,6 +319,12 @@ def group_delete(*, actor: Any, group_id: int, reason: str = "") -> None:
 # --- users --------------------------------------------------------------------------------------------------------
 
 
+def _protect_superuser(actor: Any, user: Any) -> None:
+    """Only a superuser changes a superuser's account: setting its password would otherwise take it over."""
+    if user.is_superuser and actor is not None and not actor.is_superuser and actor.pk != user.pk:
+        raise PermissionDenied(f"only a superuser may change the account of superuser {user.get_username()}")
+
+
 def _check_superuser_change(actor: Any, reason: str) -> None:
     if actor is not None and not actor.is_superuser:
         raise PermissionDenied("only a superuser may grant or remove superuser status")
@@ -368,6 +374,7 @@ def user_update(
     if unknown:
         raise ValidationError({unknown[0]: "This field cannot be changed here."})
     user = User.objects.get(pk=user_id)
+    _protect_superuser(actor, user)
     if fields.get("is_active") is False and user.is_active:
         raise ValidationError({"is_active": "Deactivate the account with user_deactivate, which records why."})
     if "is_superuser" in fields and bool(fields["is_superuser"]) != user.is_superuser:
@@ -377,7 +384,11 @@ def user_update(
     user.full_clean(exclude=["password"])
     user.save()
     if group_ids is not None:
-        groups = list(Group.objects.filter(pk__in=set(group_ids)))
+        wanted = set(group_ids)
+        groups = list(Group.objects.filter(pk__in=wanted))
+        missing = sorted(wanted - {group.pk for group in groups})
+        if missing:
+            raise ValidationError({"groups": f"Unknown group id(s): {', '.join(map(str, missing))}"})
         _check_role_change(
             actor,
             Role.objects.filter(groups__in=user.groups.all()).distinct(),
@@ -394,6 +405,7 @@ def user_update(
 def user_deactivate(*, actor: Any, user_id: int, reason: str = "") -> Any:
     _require(actor, "auth.change_user")
     user = User.objects.get(pk=user_id)
+    _protect_superuser(actor, user)
     if actor is not None and actor.pk == user.pk:
         raise ValidationError({"user": "You cannot deactivate your own account."})
     user.is_active = False
@@ -405,6 +417,7 @@ def user_deactivate(*, actor: Any, user_id: int, reason: str = "") -> Any:
 def user_password_change(*, actor: Any, user_id: int, password: str) -> Any:
     """Set a new password. The entry says who changed whose password and when, never the password."""
     user = User.objects.get(pk=user_id)
+    _protect_superuser(actor, user)
     if actor is None or actor.pk != user.pk:
         _require(actor, "auth.change_user")
     try:

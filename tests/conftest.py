@@ -10,6 +10,12 @@ from audit import triggers
 from tests.factories.users import PASSWORD, OfficerFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Every login and user creation hashes a password; the real hasher's deliberate slowness buys tests nothing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()

@@ -1486,3 +1486,34 @@ def test_deleting_a_user_keeps_their_history_readable_by_label(user):
     assert {row["actor_label"] for row in by_actor} == {actor_name}
     about = AuditLog.objects.get(entity="User", entity_id=str(actor_pk))
     assert (about.action, about.actor_label) == (AuditAction.USER_DEACTIVATE, "")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda actor, target: services.user_update(actor=actor, user_id=target.pk, fields={"email": "x@example.org"}),
+        lambda actor, target: services.user_deactivate(actor=actor, user_id=target.pk, reason="leaver"),
+        lambda actor, target: services.user_password_change(actor=actor, user_id=target.pk, password="Another-pass-9x"),
+    ],
+    ids=["update", "deactivate", "password"],
+)
+def test_a_superusers_account_is_changed_only_by_a_superuser(superuser, change):
+    """A non-superuser with auth.change_user cannot change, deactivate or set the password of a superuser (that
+    would be a takeover); the attempt is recorded as denied and the account stays as it was."""
+    actor = actor_with("auth.change_user")
+    password_hash = superuser.password
+
+    with pytest.raises(PermissionDenied):
+        change(actor, superuser)
+
+    superuser.refresh_from_db()
+    assert superuser.is_active and superuser.password == password_hash and superuser.email != "x@example.org"
+    assert AuditLog.objects.get().outcome == AuditLog.Outcome.DENIED
+
+
+def test_user_update_with_an_unknown_group_fails_on_groups(superuser, user):
+    """Unknown group ids are refused on "groups" (as unknown role and member ids are), and nothing changes."""
+    with pytest.raises(ValidationError) as caught:
+        services.user_update(actor=superuser, user_id=user.pk, fields={}, group_ids=[987654])
+    assert "groups" in caught.value.message_dict
+    assert not user.groups.exists()
