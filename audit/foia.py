@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -169,7 +169,8 @@ def foia_request_snapshot(foia: FoiaRequest) -> dict[str, Any]:
 
 
 def _foia_request(*, request_id: int, **_: Any) -> FoiaRequest:
-    return FoiaRequest.objects.select_for_update().select_related("redaction_profile").get(pk=request_id)
+    # Locks the request row only: FOR UPDATE cannot reach across the outer join of the optional profile.
+    return FoiaRequest.objects.select_for_update(of=("self",)).select_related("redaction_profile").get(pk=request_id)
 
 
 def _tracking_meta(before: FoiaRequest | None, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -193,14 +194,21 @@ def _profile(value: Any) -> RedactionProfile | None:
         raise ValidationError({"redaction_profile": f"No redaction profile with id {value!r}."}) from error
 
 
+def _normalised(name: str, value: Any) -> Any:
+    """Text stripped; None as "" for the text fields, whose "not set" is the empty string."""
+    if isinstance(value, str):
+        return value.strip()
+    if value is None and isinstance(FoiaRequest._meta.get_field(name), (models.CharField, models.TextField)):
+        return ""
+    return value
+
+
 def _assign(foia: FoiaRequest, fields: Mapping[str, Any]) -> None:
     for name, value in fields.items():
         if name == "redaction_profile":
             foia.redaction_profile = _profile(value)
-        elif isinstance(value, str):
-            setattr(foia, name, value.strip())
         else:
-            setattr(foia, name, value)
+            setattr(foia, name, _normalised(name, value))
 
 
 def check_transition(current: str, new: str) -> None:
@@ -287,7 +295,7 @@ def _differs(foia: FoiaRequest, name: str, value: Any) -> bool:
     if name == "redaction_profile":
         profile = _profile(value)
         return (profile.pk if profile else None) != foia.redaction_profile_id
-    return (value.strip() if isinstance(value, str) else value) != getattr(foia, name)
+    return _normalised(name, value) != getattr(foia, name)
 
 
 # --- the entries a request covers ---------------------------------------------------------------------------------

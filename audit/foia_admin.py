@@ -10,14 +10,16 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import foia
 from .exceptions import InvalidAuditEntry
+from .export.bundle import ExportError
+from .export.service import foia_release_response
 from .foia_models import FoiaRequest, RedactionProfile
 
 Status = FoiaRequest.Status
@@ -108,7 +110,23 @@ class FoiaRequestAdmin(admin.ModelAdmin):
     search_help_text = "Exact tracking number, e.g. FOIA-2026-000123."
     ordering = ("-received_on", "-tracking_number")
     # The export adds its "export_bundle" action here; requests have no other bulk action (no deletion).
-    actions: list[Any] = []
+    actions = ["export_bundle"]
+
+    @admin.action(description="Release: export the request's scope as a verifiable bundle", permissions=["change"])
+    def export_bundle(self, request: HttpRequest, queryset: QuerySet[FoiaRequest]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one request to release.", messages.ERROR)
+            return None
+        foia_request = queryset.get()
+        if foia_request.status == Status.CLOSED:
+            self.message_user(request, f"{foia_request.tracking_number} is closed.", messages.ERROR)
+            return None
+        try:
+            return foia_release_response(foia_request=foia_request, actor=request.user)
+        except (ExportError, ValidationError, PermissionDenied) as exc:
+            message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            self.message_user(request, f"{foia_request.tracking_number}: {message}", messages.ERROR)
+            return None
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)

@@ -73,3 +73,42 @@ def export_response(
     name = scope.tracking_number or f"audit-export-{timezone.now():%Y%m%dT%H%M%SZ}"
     response["Content-Disposition"] = f'attachment; filename="{name}.zip"'
     return response
+
+
+def foia_release_response(*, foia_request: Any, actor: Any) -> StreamingHttpResponse:
+    """Answer a FOIA request: its scope, redacted by its profile, streamed as a bundle; once the manifest is signed
+    the request is "released" with the manifest's SHA-256."""
+    # Imported here: the FOIA module builds on the export, not the other way round.
+    from ..foia import describe_scope, foia_request_update, foia_scope
+
+    filters = foia_request.scope_filters()
+    profile = foia_request.redaction_profile
+    scope = ExportScope(
+        entries=foia_scope(foia_request),
+        rules=profile.redaction_rules() if profile else [],
+        filters=filters,
+        tracking_number=foia_request.tracking_number,
+    )
+    def cover(summary: BundleSummary) -> bytes:
+        return cover_for(
+            scope,
+            summary,
+            requester=foia_request.requester,
+            request_description=foia_request.description,
+            received_on=foia_request.received_on,
+            searched=describe_scope(filters),
+        )
+
+    def released(manifest_sha256: str, summary: BundleSummary) -> None:
+        # A request is released from "processing"; one still "received" passes through it now, so that nothing
+        # changes state unless the bundle was made.
+        if foia_request.status == foia_request.Status.RECEIVED:
+            foia_request_update(actor=actor, request_id=foia_request.pk, status=foia_request.Status.PROCESSING)
+        foia_request_update(
+            actor=actor,
+            request_id=foia_request.pk,
+            status=foia_request.Status.RELEASED,
+            manifest_sha256=manifest_sha256,
+        )
+
+    return export_response(scope=scope, actor=actor, cover=cover, released=released)
