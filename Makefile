@@ -17,10 +17,13 @@ install: $(BIN)/.installed
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
-# The demo always runs on the SQLite file of the project, whatever DATABASE_URL says.
+# The demo always runs on the SQLite file of the project, whatever DATABASE_URL says, and signs with a key of its
+# own under var/ (ignored by git).
 demo: export DATABASE_URL := sqlite:///db.sqlite3
 demo: export DEBUG := true
+demo: export AUDIT_SIGNING_KEY_FILE := $(CURDIR)/var/keys/audit-signing.key
 demo: install
+	test -f var/keys/audit-signing.key || $(BIN)/python manage.py audit_keygen --out var/keys
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo_data
 	$(BIN)/python manage.py runserver $(HOST)
