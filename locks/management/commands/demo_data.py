@@ -7,11 +7,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
+from django.utils import timezone
 from tqdm import tqdm
 
 from audit import context
 from audit.actions import AuditAction
 from audit.bootstrap import ensure_officer_group
+from audit.foia import foia_request_create
+from audit.foia_models import RedactionProfile
 from audit.sealing import seal_pending
 from audit.services import Outcome, record
 from locks import services as locks
@@ -58,6 +61,7 @@ class Command(BaseCommand):
                 with context.bound(self._request_context(rng)):
                     self._one_event(rng, users, repositories)
                 bar.update()
+        Command._foia_request(users["admin"])
         # Entries are sealed as their transactions commit; this only catches up if a sealer run failed.
         seal_pending()
         self.stdout.write(f"Demo data ready: {len(users)} users and {events} simulated requests.")
@@ -90,6 +94,18 @@ class Command(BaseCommand):
             for slug, name in (("game-assets", "Game assets"), ("handbook", "Employee handbook")):
                 Repository.objects.get_or_create(slug=slug, defaults={"name": name})
         return users
+
+    @staticmethod
+    def _foia_request(admin: Any) -> None:
+        foia_request_create(
+            actor=admin,
+            requester="Jane Reporter",
+            requester_email="jane.reporter@example.org",
+            description="All records of files locked, unlocked or force-released in the game-assets repository.",
+            received_on=timezone.localdate(),
+            scope_action_prefix="LOCK.",
+            redaction_profile=RedactionProfile.objects.order_by("pk").first(),
+        )
 
     @staticmethod
     def _request_context(rng: random.Random) -> context.RequestContext:
