@@ -1,4 +1,5 @@
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -23,6 +24,7 @@ class LockPagination(CursorPagination):
 class LockListApi(APIView):
     """GET: the locks, filtered by repository, path or owner. POST: check a file out."""
 
+    @extend_schema(parameters=[LockFilterSerializer], responses={200: LockSerializer(many=True)})
     def get(self, request: Request) -> Response:
         filters = LockFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -37,6 +39,7 @@ class LockListApi(APIView):
         page = paginator.paginate_queryset(locks, request, view=self)
         return paginator.get_paginated_response(LockSerializer(page, many=True).data)
 
+    @extend_schema(request=CheckoutInputSerializer, responses={201: LockSerializer})
     def post(self, request: Request) -> Response:
         data = CheckoutInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -46,6 +49,7 @@ class LockListApi(APIView):
 
 
 class LockCheckinApi(APIView):
+    @extend_schema(request=None, responses={200: LockSerializer})
     def post(self, request: Request, pk: int) -> Response:
         get_object_or_404(FileLock, pk=pk)
         lock = services.checkin(actor=request.user, lock_id=pk)
@@ -53,6 +57,7 @@ class LockCheckinApi(APIView):
 
 
 class LockForceCheckinApi(APIView):
+    @extend_schema(request=ForceCheckinInputSerializer, responses={200: LockSerializer})
     def post(self, request: Request, pk: int) -> Response:
         get_object_or_404(FileLock, pk=pk)
         data = ForceCheckinInputSerializer(data=request.data)

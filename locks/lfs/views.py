@@ -63,6 +63,8 @@ def lfs_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 class LfsApiView(APIView):
+    # The Git LFS locking protocol is git-lfs's own wire contract, not part of this project's OpenAPI document.
+    schema = None
     renderer_classes = [LfsJSONRenderer]
     parser_classes = [LfsJSONParser]
     authentication_classes = [LfsBasicAuthentication]
