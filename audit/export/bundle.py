@@ -1,7 +1,7 @@
 """The export bundle: a ZIP streamed row by row, whose manifest is signed and whose proof lets a recipient check,
 offline, that every released value is genuine and that nothing in the range was removed or reordered.
 
-Members, in order: records.csv, records.jsonl, proof.jsonl, cover.pdf, VERIFY.txt, manifest.json (last: it holds
+Members, in order: records.jsonl, records.csv, proof.jsonl, cover.pdf, VERIFY.txt, manifest.json (last: it holds
 the SHA-256 of the others). The range runs from the first chain position in scope to the head of a signed digest,
 so the recipient can recompute the chain up to a head the private key vouches for.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Exists, Max, Min, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
@@ -68,7 +69,8 @@ class BundleSummary:
 def plan(scope: ExportScope) -> BundleSummary:
     """The chain range of the export: from the first position in scope to the first signed head past the last.
 
-    Raises ExportError when nothing in scope is sealed or no digest can be signed.
+    Raises ExportError when nothing in scope is sealed or the keys that sign the digest and the manifest are not
+    configured: checked here, before anything is sent, not when the manifest is signed at the end of the stream.
     """
     seal_pending()
     bounds = Seal.objects.filter(entry_id__in=scope.entries.values("pk")).aggregate(
@@ -76,6 +78,11 @@ def plan(scope: ExportScope) -> BundleSummary:
     )
     if bounds["first"] is None:
         raise ExportError("Nothing to export: no audit entry matches the scope.")
+    try:
+        signing.load_private_key()
+        signing.load_public_key()
+    except ImproperlyConfigured as exc:
+        raise ExportError(f"An export must be signed: {exc}") from exc
     digest = SignedDigest.objects.filter(chain_index__gte=bounds["last"]).order_by("chain_index").first()
     if digest is None:
         try:

@@ -33,9 +33,12 @@ def _lines(archive: zipfile.ZipFile, name: str) -> Iterator[dict[str, Any]]:
     with archive.open(name) as handle:
         for number, line in enumerate(handle, 1):
             try:
-                yield json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError:
                 raise ValueError(f"{name} line {number}: not JSON") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{name} line {number}: not a JSON object")
+            yield row
 
 
 def _file_hashes(archive: zipfile.ZipFile, files: dict[str, str], report: BundleReport) -> None:
@@ -62,6 +65,10 @@ def _check_manifest(manifest: dict[str, Any], key: Ed25519PublicKey, report: Bun
     statement = digest_statement(signed["chain_index"], signed["head_hash"], signed["signed_at"], signed["prev_signature"])
     if not is_valid(key, signed["signature"], statement):
         report.problems.append(f"signed digest at chain #{signed['chain_index']}: the signature does not verify")
+
+
+def _is_mark(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("[REDACTED ") and value.endswith("]")
 
 
 def _released_digest(proof: dict[str, Any], record: dict[str, Any], fields: list[str]) -> str:
@@ -98,9 +105,16 @@ def _check_chain(archive: zipfile.ZipFile, manifest: dict[str, Any], report: Bun
                 return
             try:
                 digest = _released_digest(proof, record, fields)
+                # A withheld field is accounted for by its commitment; the record must show its mark, not a value
+                # the proof cannot vouch for.
+                shown = sorted(name for name in proof["commitments"] if not _is_mark(record.get(name)))
             except (KeyError, ValueError, TypeError) as exc:
                 report.problems.append(f"entry {entry} (chain #{index}): incomplete proof or record ({exc})")
                 return
+            if shown:
+                report.problems.append(
+                    f"entry {entry} (chain #{index}): {', '.join(shown)} shows a value the proof says was withheld"
+                )
             report.released += 1
         hash_ = chain_hash(prev, digest)
         if hash_ != proof.get("hash"):
