@@ -25,6 +25,7 @@ demo: export AUDIT_SIGNING_KEY_FILE := $(CURDIR)/var/keys/audit-signing.key
 demo: install
 	test -f var/keys/audit-signing.key || $(BIN)/python manage.py audit_keygen --out var/keys
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py audit_partitions
 	$(BIN)/python manage.py demo_data
 	$(BIN)/python manage.py runserver $(HOST)
 

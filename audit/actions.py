@@ -16,6 +16,14 @@ class AuditAction(models.TextChoices):
     AUDIT_VIEW = "AUDIT.VIEW", "Audit entries listed or opened"
     AUDIT_EXPORT = "AUDIT.EXPORT", "Audit entries exported"
     AUDIT_VERIFY = "AUDIT.VERIFY", "Audit chain verified"
+    AUDIT_ANOMALY = "AUDIT.ANOMALY", "Anomaly found by the automated review of the audit trail"
+    AUDIT_ANOMALY_ACK = "AUDIT.ANOMALY.ACK", "Anomaly acknowledged by an officer, with a note"
+    AUDIT_ARCHIVE = "AUDIT.ARCHIVE", "Old audit entries written to signed segments and removed from the database"
+    AUDIT_ARCHIVE_REQUEST = "AUDIT.ARCHIVE.REQUEST", "Archive and removal of old audit entries requested by an officer"
+    AUDIT_ARCHIVE_APPROVE = "AUDIT.ARCHIVE.APPROVE", "Archive request approved by a second officer"
+    AUDIT_HOLD_CREATE = "AUDIT.HOLD.CREATE", "Legal hold placed on audit entries: they are not archived while it lasts"
+    AUDIT_HOLD_RELEASE = "AUDIT.HOLD.RELEASE", "Legal hold released, with a reason"
+    AUDIT_PARTITIONS_CREATE = "AUDIT.PARTITIONS.CREATE", "Monthly partitions of the audit table created"
     ACCESS_DENIED = "ACCESS.DENIED", "Request refused for lack of a permission"
     AUDIT_INGEST = "AUDIT.INGEST", "Events submitted by another system"
     ACTION_REGISTER = "ACTION.REGISTER", "Action code of another system registered"
@@ -49,6 +57,14 @@ COMPLIANCE: dict[str, tuple[str, ...]] = {
     AuditAction.AUDIT_VIEW: ("PCI DSS 10.2.1.3", "NIST AU-9(4)"),
     AuditAction.AUDIT_EXPORT: ("PCI DSS 10.2.1.3",),
     AuditAction.AUDIT_VERIFY: ("PCI DSS 10.3.4", "NIST AU-9"),
+    AuditAction.AUDIT_ANOMALY: ("PCI DSS 10.4.1.1", "SOC 2 CC7.2", "NIST AU-6(1)"),
+    AuditAction.AUDIT_ANOMALY_ACK: ("PCI DSS 10.4.1.1", "SOC 2 CC7.2", "NIST AU-6"),
+    AuditAction.AUDIT_ARCHIVE: ("PCI DSS 10.3.3", "PCI DSS 10.5.1", "NIST AU-11", "NIST AU-9(5)", "GDPR Art. 5(1)(e)"),
+    AuditAction.AUDIT_ARCHIVE_REQUEST: ("NIST AU-9(5)", "PCI DSS 10.5.1"),
+    AuditAction.AUDIT_ARCHIVE_APPROVE: ("NIST AU-9(5)", "PCI DSS 10.5.1"),
+    AuditAction.AUDIT_HOLD_CREATE: ("NIST AU-11", "PCI DSS 10.5.1"),
+    AuditAction.AUDIT_HOLD_RELEASE: ("NIST AU-11", "PCI DSS 10.5.1"),
+    AuditAction.AUDIT_PARTITIONS_CREATE: ("PCI DSS 10.2.1.7", "NIST AU-4"),
     AuditAction.ACCESS_DENIED: ("PCI DSS 10.2.1.4",),
     AuditAction.AUDIT_INGEST: ("PCI DSS 10.2.1.4",),
     AuditAction.ACTION_REGISTER: ("GDPR Art. 30", "PCI DSS 10.2.1.6"),
@@ -99,4 +115,7 @@ ENTITIES: tuple[str, ...] = (
     "FileLock",
     "FoiaRequest",
     "RedactionProfile",
+    "Anomaly",
+    "ArchiveRequest",
+    "LegalHold",
 )

@@ -2,19 +2,39 @@
 
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlencode
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from .actions import AuditAction
-from .admin_filters import ActionFamilyFilter, CreatedAtRangeFilter, EntityFilter
+from .admin_filters import (
+    ActionFamilyFilter,
+    CreatedAtRangeFilter,
+    EntityFilter,
+    EntityIdFilter,
+    RequestIdFilter,
+)
 from .catalogue import registered_action_save
+from .export.bundle import ExportError, ExportScope
+from .export.flat import Format, export_entries
+from .export.service import cover_for, export_response
 from .models import AuditLog, RegisteredAction
+from .selectors import console_search, same_entity, same_request
 from .services import record
-from .text import printable
+from .text import iso_utc, printable
+
+# The query parameters the changelist takes besides Django's own (page, search, popup...): those of the filters,
+# each on an index. Anything else, e.g. a hand-made ?meta__icontains=x, would scan the whole table.
+CHANGELIST_LOOKUPS = frozenset(
+    {"family", "entity", "entity_id", "request_id", "outcome__exact", "outcome__isnull", "since", "until"}
+)
 
 
 class BoundedCountPaginator(Paginator):
@@ -26,6 +46,19 @@ class BoundedCountPaginator(Paginator):
     def count(self) -> int:
         return self.object_list.order_by()[: self.COUNT_CAP].count()
 
+    @property
+    def capped(self) -> bool:
+        """Whether there are more rows than were counted: the templates then say "10000 or more"."""
+        return self.count >= self.COUNT_CAP
+
+
+class NewestFirstChangeList(ChangeList):
+    """Always ordered by id, newest first: the primary key read backwards, whatever ``?o=`` asks. Sorting by another
+    column would sort the whole (filtered) table before the first page could be shown."""
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[str]:
+        return ["-id"]
+
 
 def _json_cell(value: Any) -> str:
     return printable(value) if isinstance(value, str) else printable(repr(value)) if value is not None else "—"
@@ -33,21 +66,35 @@ def _json_cell(value: Any) -> str:
 
 @admin.register(AuditLog)
 class AuditLogAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "actor_text", "action", "entity", "entity_id_text", "outcome", "ip_address", "sealed")
-    list_display_links = ("id", "created_at")
-    list_filter = (ActionFamilyFilter, "outcome", EntityFilter, CreatedAtRangeFilter)
+    list_display = (
+        "id",
+        "created_at_iso",
+        "actor_text",
+        "action",
+        "entity",
+        "entity_id_text",
+        "outcome",
+        "ip_address",
+        "sealed",
+    )
+    list_display_links = ("id", "created_at_iso")
+    list_filter = (ActionFamilyFilter, "outcome", EntityFilter, CreatedAtRangeFilter, RequestIdFilter, EntityIdFilter)
     list_select_related = ("seal",)
     list_per_page = 50
+    # A "Show all" link would load every matching row at once.
+    list_max_show_all = 0
+    sortable_by = ()
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     paginator = BoundedCountPaginator
-    search_fields = ("id", "request_id", "entity_id", "actor_label")
-    search_help_text = "Exact match on entry id, request id, entity id or actor name."
+    # The search itself is console_search: exact matches on indexed columns. Listed here for the search box.
+    search_fields = ("id", "request_id", "entity_id", "actor__username")
+    search_help_text = "Exact match on entry id, request id, entity id or the actor's username."
     ordering = ("-id",)
-    actions = None
+    actions = ("export_csv", "export_json", "export_bundle")
     fields = (
         "id",
-        "created_at",
+        "created_at_detail",
         "actor_text",
         "action",
         "action_description",
@@ -60,7 +107,12 @@ class AuditLogAdmin(admin.ModelAdmin):
         "ip_address",
         "user_agent_text",
         "request_id",
+        "on_behalf_of_text",
+        "client_ip",
+        "occurred_at_detail",
         "seal_status",
+        "same_request_entries",
+        "same_entity_entries",
     )
     readonly_fields = fields
 
@@ -73,21 +125,34 @@ class AuditLogAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        # The site-wide "delete selected" is filtered out by the missing delete permission already; this keeps it
+        # out even if a permission were ever granted by mistake (the database triggers would refuse it anyway).
+        actions.pop("delete_selected", None)
+        return actions
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return NewestFirstChangeList
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup in CHANGELIST_LOOKUPS
+
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        # Exact matches on indexed columns only: a LIKE '%term%' over millions of rows is a full scan.
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(request_id=term) | Q(entity_id=term) | Q(actor_label=term)
-        if term.isdigit():
-            match |= Q(id=int(term))
-        return queryset.filter(match), False
+        return console_search(queryset, search_term), False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The detail page shows the seal too; the changelist joins it through list_select_related.
+        return super().get_queryset(request).select_related("seal")
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
-        if response.status_code == 200:
+        # Only a rendered list is a view: an export records AUDIT.EXPORT itself, a redirect shows nothing.
+        if isinstance(response, TemplateResponse) and response.status_code == 200:
             filters = {key: value for key, value in request.GET.items()}
-            record(AuditAction.AUDIT_VIEW, entity="AuditLog", meta={"filters": filters, "via": "admin"}, actor=request.user)
+            record(
+                AuditAction.AUDIT_VIEW, entity="AuditLog", meta={"filters": filters, "via": "admin"}, actor=request.user
+            )
         return response
 
     def change_view(
@@ -96,11 +161,75 @@ class AuditLogAdmin(admin.ModelAdmin):
         response = super().change_view(request, object_id, form_url, extra_context)
         if response.status_code == 200:
             record(
-                AuditAction.AUDIT_VIEW, entity="AuditLog", entity_id=object_id, meta={"via": "admin"}, actor=request.user
+                AuditAction.AUDIT_VIEW,
+                entity="AuditLog",
+                entity_id=object_id,
+                meta={"via": "admin"},
+                actor=request.user,
             )
         return response
 
-    @admin.display(description="actor", ordering="actor_label")
+    # --- exports --------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _selection(request: HttpRequest, count: int | None = None) -> dict[str, Any]:
+        """How the rows were chosen, for the AUDIT.EXPORT entry and the manifest: ticked rows, or every row
+        matching the console's filters ("select all")."""
+        if request.POST.get("select_across") == "1":
+            selection: dict[str, Any] = {"ids": "all matching", "console_filters": dict(request.GET.items())}
+        else:
+            selection = {"ids": "selected"}
+        return selection if count is None else {**selection, "count": count}
+
+    def _export_flat(self, request: HttpRequest, queryset: QuerySet, fmt: Format) -> HttpResponseBase | None:
+        try:
+            return export_entries(queryset, fmt=fmt, actor=request.user, selection=self._selection(request))
+        except ExportError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+
+    @admin.action(description="Export selected as CSV", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponseBase | None:
+        return self._export_flat(request, queryset, "csv")
+
+    @admin.action(description="Export selected as JSON", permissions=["view"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet) -> HttpResponseBase | None:
+        return self._export_flat(request, queryset, "json")
+
+    @admin.action(description="Export selected as a verifiable bundle (ZIP)", permissions=["view"])
+    def export_bundle(self, request: HttpRequest, queryset: QuerySet) -> HttpResponseBase | None:
+        scope = ExportScope(entries=queryset, rules=[], filters=self._selection(request, queryset.count()))
+        try:
+            return export_response(
+                scope=scope,
+                actor=request.user,
+                cover=lambda summary: cover_for(scope, summary, searched="entries selected in the console"),
+            )
+        except ExportError as exc:
+            # E.g. no signing key configured: a message on the changelist, not a server error.
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+
+    # --- columns and fields ---------------------------------------------------------------------------------------
+
+    @admin.display(description="time (UTC)")
+    def created_at_iso(self, entry: AuditLog) -> str:
+        return iso_utc(entry.created_at)
+
+    @admin.display(description="time (UTC)")
+    def created_at_detail(self, entry: AuditLog) -> str:
+        # Microseconds too: entries of one request often share the second.
+        return iso_utc(entry.created_at, timespec="microseconds")
+
+    @admin.display(description="occurred at (as the source system says)")
+    def occurred_at_detail(self, entry: AuditLog) -> str:
+        return iso_utc(entry.occurred_at, timespec="microseconds") or "—"
+
+    @admin.display(description="on behalf of")
+    def on_behalf_of_text(self, entry: AuditLog) -> str:
+        return printable(entry.on_behalf_of) or "—"
+
+    @admin.display(description="actor")
     def actor_text(self, entry: AuditLog) -> str:
         label = printable(entry.actor_label) or "—"
         return f"{label} (#{entry.actor_id})" if entry.actor_id else label
@@ -166,13 +295,62 @@ class AuditLogAdmin(admin.ModelAdmin):
         return format_html(
             "Sealed at chain position #{} on {}<br>hash <code>{}</code><br>previous <code>{}</code>",
             seal.chain_index,
-            seal.sealed_at.isoformat(),
+            iso_utc(seal.sealed_at, timespec="microseconds"),
             seal.hash,
             seal.prev_hash,
         )
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("seal")
+    # --- related entries on the detail page -----------------------------------------------------------------------
+
+    def _changelist_url(self, **params: str) -> str:
+        return reverse(f"{self.admin_site.name}:audit_auditlog_changelist") + "?" + urlencode(params)
+
+    def _related(self, entries: list[AuditLog], link: str, link_text: str) -> str:
+        """A link to all of them in the changelist, then the newest few (no count: the link's list has the rest)."""
+        if not entries:
+            return format_html('No other entries. <a href="{}">{}</a>', link, link_text)
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse(f"{self.admin_site.name}:audit_auditlog_change", args=[other.pk]),
+                    other.pk,
+                    iso_utc(other.created_at),
+                    printable(other.actor_label) or "—",
+                    other.action,
+                    other.outcome,
+                )
+                for other in entries
+            ),
+        )
+        return format_html(
+            '<a href="{}">{}</a><table class="audit-related"><thead><tr><th>entry</th><th>time (UTC)</th>'
+            "<th>actor</th><th>action</th><th>outcome</th></tr></thead><tbody>{}</tbody></table>",
+            link,
+            link_text,
+            rows,
+        )
+
+    @admin.display(description="same request (newest 10 others)")
+    def same_request_entries(self, entry: AuditLog) -> str:
+        if not entry.request_id:
+            return "— (recorded outside a request)"
+        return self._related(
+            same_request(entry),
+            self._changelist_url(request_id=entry.request_id),
+            f"All entries of request {printable(entry.request_id)}",
+        )
+
+    @admin.display(description="same entity (newest 10 others)")
+    def same_entity_entries(self, entry: AuditLog) -> str:
+        if not entry.entity or not entry.entity_id:
+            return "— (no entity id)"
+        return self._related(
+            same_entity(entry),
+            self._changelist_url(entity=entry.entity, entity_id=entry.entity_id),
+            f"All entries of {printable(entry.entity)} {printable(entry.entity_id)}",
+        )
 
 
 @admin.register(RegisteredAction)

@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from .actions import ENTITIES, families
+from .selectors import with_action_prefix
+from .text import printable
 
 
 class ActionFamilyFilter(admin.SimpleListFilter):
@@ -21,7 +23,7 @@ class ActionFamilyFilter(admin.SimpleListFilter):
 
     def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
         if self.value():
-            return queryset.filter(action__startswith=f"{self.value()}.")
+            return with_action_prefix(queryset, f"{self.value()}.")
         return queryset
 
 
@@ -96,3 +98,46 @@ class CreatedAtRangeFilter(admin.ListFilter):
                 "clear_url": changelist.get_query_string(remove=self.expected_parameters()),
             }
         ]
+
+
+class ExactValueFilter(admin.ListFilter):
+    """``?<field>=<value>``: one exact value of an indexed column, set by a link (e.g. from an entry's detail page).
+
+    No choices to offer (values are open-ended), so the sidebar shows only the active value with a link to drop it.
+    """
+
+    field_name: str = ""
+    template = "admin/audit/exact_value_filter.html"
+
+    def __init__(self, request: Any, params: dict[str, list[str]], model: Any, model_admin: Any) -> None:
+        super().__init__(request, params, model, model_admin)
+        if self.field_name in params:
+            self.used_parameters[self.field_name] = params.pop(self.field_name)[-1]
+
+    def has_output(self) -> bool:
+        # A filter without output is not applied at all by the changelist: it must say True even when idle.
+        return True
+
+    def expected_parameters(self) -> list[str]:
+        return [self.field_name]
+
+    def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
+        value = self.used_parameters.get(self.field_name)
+        return queryset.filter(**{self.field_name: value}) if value is not None else queryset
+
+    def choices(self, changelist: Any) -> list[dict[str, Any]]:
+        value = self.used_parameters.get(self.field_name)
+        if value is None:
+            return []
+        clear_url = changelist.get_query_string(remove=self.expected_parameters())
+        return [{"value": printable(value), "clear_url": clear_url}]
+
+
+class RequestIdFilter(ExactValueFilter):
+    title = "request id"
+    field_name = "request_id"
+
+
+class EntityIdFilter(ExactValueFilter):
+    title = "entity id"
+    field_name = "entity_id"

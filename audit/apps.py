@@ -7,7 +7,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from . import bootstrap, receivers  # noqa: F401  (connects the auth signal receivers)
+        from . import bootstrap, checks, receivers  # noqa: F401  (connects the auth signal receivers, registers checks)
 
         post_migrate.connect(bootstrap.ensure_officer_group, sender=self)
         post_migrate.connect(bootstrap.ensure_default_redaction_profile, sender=self)

@@ -1,8 +1,10 @@
 """The audit app's knobs, read from settings at call time so tests can override them."""
 
 import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 def seal_grace() -> dt.timedelta:
@@ -17,6 +19,11 @@ def seal_batch_size() -> int:
 def seal_lookback() -> int:
     """How many recent chain positions the sealer looks behind for entries that committed out of order."""
     return getattr(settings, "AUDIT_SEAL_LOOKBACK", 10000)
+
+
+def seal_lookback_every() -> dt.timedelta:
+    """How often the sealer after a commit also looks behind (per process); ``audit_seal`` always does."""
+    return dt.timedelta(seconds=getattr(settings, "AUDIT_SEAL_LOOKBACK_EVERY_SECONDS", 10))
 
 
 def max_json_bytes() -> int:
@@ -44,3 +51,112 @@ def digest_every_entries() -> int:
 def digest_every() -> dt.timedelta:
     """...or once this much time has passed, whichever comes first."""
     return dt.timedelta(minutes=getattr(settings, "AUDIT_DIGEST_EVERY_MINUTES", 60))
+
+
+# --- anomaly rules (audit/anomalies.py) ---------------------------------------------------------------------------
+
+# Codes after which a run of refusals is alarming (SOC 2 CC7.2): "X.*" stands for every code starting "X.".
+DEFAULT_PRIVILEGED_ACTIONS: tuple[str, ...] = (
+    "ROLE.*",
+    "USER.ROLES.SET",
+    "USER.UPDATE",
+    "USER.CREATE",
+    "GROUP.MEMBERS.SET",
+    "GROUP.UPDATE",
+    "LOCK.FORCE_RELEASE",
+    "ACTION.*",
+)
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def anomaly_window() -> dt.timedelta:
+    """How close together the events of one anomaly must be (fractions of a minute allowed)."""
+    minutes = float(getattr(settings, "AUDIT_ANOMALY_WINDOW_MINUTES", 15))
+    if not minutes > 0:
+        raise ImproperlyConfigured(f"AUDIT_ANOMALY_WINDOW_MINUTES must be more than 0, got {minutes}")
+    return dt.timedelta(minutes=minutes)
+
+
+def anomaly_denied_count() -> int:
+    """How many refused attempts (outcome ``denied``) before a privileged action make an anomaly (at least)."""
+    count = int(getattr(settings, "AUDIT_ANOMALY_DENIED_COUNT", 3))
+    if count < 1:
+        raise ImproperlyConfigured(f"AUDIT_ANOMALY_DENIED_COUNT must be at least 1, got {count}")
+    return count
+
+
+def anomaly_failed_logins() -> int:
+    """Failed logins for one user name or one address within the window make an anomaly once *above* this."""
+    limit = int(getattr(settings, "AUDIT_ANOMALY_FAILED_LOGINS", 5))
+    if limit < 0:
+        raise ImproperlyConfigured(f"AUDIT_ANOMALY_FAILED_LOGINS must be 0 or more, got {limit}")
+    return limit
+
+
+def anomaly_privileged_actions() -> tuple[str, ...]:
+    return tuple(getattr(settings, "AUDIT_ANOMALY_PRIVILEGED_ACTIONS", DEFAULT_PRIVILEGED_ACTIONS))
+
+
+def anomaly_scan_batch_size() -> int:
+    """Entries examined per transaction of the anomaly scan."""
+    return int(getattr(settings, "AUDIT_ANOMALY_SCAN_BATCH_SIZE", 1000))
+
+
+def anomaly_scan_after_seal() -> bool:
+    """Whether the sealer runs the incremental anomaly scan after sealing (else only ``manage.py audit_scan``)."""
+    return bool(getattr(settings, "AUDIT_ANOMALY_SCAN_AFTER_SEAL", True))
+
+
+def working_hours() -> tuple[dt.time, dt.time]:
+    """``AUDIT_WORKING_HOURS`` as (start, end): "08:00-18:00"; start inclusive, end exclusive. A start after the
+    end spans midnight ("22:00-06:00" for a night shift)."""
+    value = getattr(settings, "AUDIT_WORKING_HOURS", "08:00-18:00")
+    try:
+        start, end = (dt.time.fromisoformat(part.strip()) for part in str(value).split("-"))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f'AUDIT_WORKING_HOURS must look like "08:00-18:00", got {value!r}') from exc
+    if start == end:
+        raise ImproperlyConfigured(f"AUDIT_WORKING_HOURS starts and ends at the same time: {value!r}")
+    return start, end
+
+
+def working_days() -> frozenset[int]:
+    """``AUDIT_WORKING_DAYS`` as weekday numbers (Monday 0): numbers or English day names, default Monday-Friday."""
+    value = getattr(settings, "AUDIT_WORKING_DAYS", (0, 1, 2, 3, 4))
+    days = set()
+    for day in value:
+        name = str(day).strip().lower()
+        if name.isdigit() and 0 <= int(name) <= 6:
+            days.add(int(name))
+            continue
+        matches = [number for number, weekday in enumerate(_WEEKDAYS) if len(name) >= 3 and weekday.startswith(name)]
+        if len(matches) != 1:
+            raise ImproperlyConfigured(f"AUDIT_WORKING_DAYS: {day!r} is neither 0 (Monday) to 6 nor a day's name")
+        days.add(matches[0])
+    return frozenset(days)
+
+
+def working_timezone() -> ZoneInfo:
+    """The time zone the working hours are meant in (``AUDIT_WORKING_TIMEZONE``, an IANA name, default UTC)."""
+    name = getattr(settings, "AUDIT_WORKING_TIMEZONE", "UTC")
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ImproperlyConfigured(f"AUDIT_WORKING_TIMEZONE is not a known time zone: {name!r}") from exc
+
+
+# --- retention and archive (audit/archive.py) ---------------------------------------------------------------------
+
+
+def retention_days() -> int:
+    """How many days entries stay in the database at least; ``audit_archive`` refuses anything younger."""
+    days = int(getattr(settings, "AUDIT_RETENTION_DAYS", 90))
+    if days < 1:
+        raise ImproperlyConfigured(f"AUDIT_RETENTION_DAYS must be at least 1, got {days}")
+    return days
+
+
+def archive_dir() -> str:
+    """Where ``audit_archive`` writes its signed segments (``AUDIT_ARCHIVE_DIR``)."""
+    directory = getattr(settings, "AUDIT_ARCHIVE_DIR", "") or str(settings.BASE_DIR / "var" / "archive")
+    return str(directory)

@@ -1,5 +1,7 @@
 """Signed digests of the chain head, made every N entries or M minutes, and on demand."""
 
+import datetime as dt
+
 from django.db import connections, transaction
 from django.utils import timezone
 
@@ -39,18 +41,27 @@ def make_digest(*, using: str = "default") -> SignedDigest | None:
         )
 
 
-def digest_due(*, using: str = "default") -> bool:
-    head = _head(using)
-    if head is None:
+def due(head_index: int | None, last_index: int | None, last_signed_at: dt.datetime | None) -> bool:
+    """Whether a chain with its head at ``head_index`` needs a digest, the last one being at ``last_index``."""
+    if head_index is None:
         return False
-    last = SignedDigest.objects.using(using).order_by("-chain_index").values("chain_index", "signed_at").first()
-    if last is None:
+    if last_index is None or last_signed_at is None:
         return True
-    if head["chain_index"] <= last["chain_index"]:
+    if head_index <= last_index:
         return False
     return (
-        head["chain_index"] - last["chain_index"] >= conf.digest_every_entries()
-        or timezone.now() - last["signed_at"] >= conf.digest_every()
+        head_index - last_index >= conf.digest_every_entries()
+        or timezone.now() - last_signed_at >= conf.digest_every()
+    )
+
+
+def digest_due(*, using: str = "default") -> bool:
+    head = _head(using)
+    last = SignedDigest.objects.using(using).order_by("-chain_index").values("chain_index", "signed_at").first()
+    return due(
+        head["chain_index"] if head else None,
+        last["chain_index"] if last else None,
+        last["signed_at"] if last else None,
     )
 
 

@@ -57,20 +57,24 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+# default=_not_json) builds on every call; made once, since the sealer encodes 17 values per entry.
+_CANONICAL_ENCODER = json.JSONEncoder(
+    sort_keys=True,
+    separators=(",", ":"),
+    ensure_ascii=False,
+    allow_nan=False,
+    default=_not_json,
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8, timestamps at any depth as UTC ISO: the same value always gives the same bytes."""
-    return json.dumps(
-        canonical_value(value),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-        default=_not_json,
-    ).encode("utf-8")
+    return _CANONICAL_ENCODER.encode(canonical_value(value)).encode("utf-8")
 
 
 def field_salt(salt: bytes, name: str) -> bytes:
-    return hmac.new(salt, name.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.digest(salt, name.encode("utf-8"), "sha256")
 
 
 def commitment(salt_of_field: bytes, name: str, value: Any) -> str:

@@ -91,6 +91,8 @@ class AuditLog(AppendOnlyModel):
             models.Index(fields=["entity_id"], name="audit_entity_id_only"),
             models.Index(fields=["created_at"], name="audit_created_at"),
             models.Index(fields=["request_id"], name="audit_request_id"),
+            # The console's latest refused and failed entries: an index walk, however rare they are.
+            models.Index(fields=["outcome", "id"], name="audit_outcome_id"),
         ]
 
     def __str__(self) -> str:
@@ -186,3 +188,5 @@ class IdempotencyRecord(models.Model):
 
 
 from .foia_models import FoiaRequest, RedactionProfile  # noqa: E402,F401
+from .anomaly_models import Anomaly, AnomalyScanState  # noqa: E402,F401
+from .retention_models import ArchiveCheckpoint, ArchiveGuard, ArchiveRequest, LegalHold  # noqa: E402,F401

@@ -4,25 +4,41 @@ Writers never touch the chain. After their transaction commits, the sealer takes
 yet and appends them in one batch, under a lock that lets one sealer run at a time: two sealers would link two
 entries to the same ``prev_hash``. The unique chain index and the unique entry of the seal table make a double
 seal impossible even if that lock were bypassed.
+
+After a commit on PostgreSQL, a writer does not queue for that lock (``seal_committed``). In one round trip it
+either takes the lock or, if another sealer holds it, waits until that sealer has committed and looks whether its
+own entries are sealed now; the holder's batch takes every entry committed before it read, the writer's among
+them, so under load one transaction seals the entries of many writers. A writer returns only once its own entries
+are sealed, by itself or by another; if they are not, it starts again.
 """
 
+import datetime as dt
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Exists, Min, OuterRef, Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from . import conf
-from .digests import make_digest_if_due
+from . import conf, digests
 from .hashing import COMMITTED_FIELDS, GENESIS_HASH, chain_hash, entry_digest
-from .models import AuditLog, Seal
+from .models import AuditLog, Seal, SignedDigest
+from .signing import has_signing_key
 
 logger = logging.getLogger(__name__)
 
-# pg_advisory_xact_lock key: the ASCII of "audt".
+# Advisory lock key of the sealer: the ASCII of "audt".
 SEALER_LOCK_KEY = 0x61756474
 _PENDING_ATTR = "audit_unsealed_ids"
+# Seals per INSERT statement, 5 parameters each, where the backend sets no lower bound (SQLite: 999 parameters).
+SEAL_INSERT_ROWS = 1000
+# Per process and database alias: when the sealer after a commit last looked back over the recent chain positions.
+_last_lookback: dict[str, float] = {}
+
+SealRow = tuple[int, int, str, str, str]  # chain_index, entry_id, digest, prev_hash, hash
 
 
 def committed_fields(entry: AuditLog) -> dict[str, Any]:
@@ -34,7 +50,144 @@ def digest_of(entry: AuditLog) -> str:
     return entry_digest(bytes(entry.salt), committed_fields(entry))
 
 
+@dataclass(frozen=True)
+class _Head:
+    """The chain as a batch left it: head position and hash, and the last signed digest it found."""
+
+    chain_index: int
+    hash: str
+    digest_index: int | None
+    digest_signed_at: dt.datetime | None
+
+
+# --- SQL of the sealer ------------------------------------------------------------------------------------------
+# Written out rather than built through the ORM: it runs after every commit, and building these queries cost more
+# CPU than running them.
+
+
+def _id_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted ids as runs of consecutive ids: the entries of one ``record_many`` are a handful of ranges."""
+    ranges: list[tuple[int, int]] = []
+    for pk in sorted(set(ids)):
+        if ranges and pk == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], pk)
+        else:
+            ranges.append((pk, pk))
+    return ranges
+
+
+def _names(using: str) -> dict[str, str]:
+    qn = connections[using].ops.quote_name
+    names = {name: qn(name) for name in ("id", "entry_id", "chain_index", "hash", "signed_at")}
+    names.update(entries=qn(AuditLog._meta.db_table), seals=qn(Seal._meta.db_table))
+    names["signed"] = qn(SignedDigest._meta.db_table)
+    return names
+
+
+def _within(ranges: list[tuple[int, int]], q: dict[str, str]) -> tuple[list[str], list[int]]:
+    return [f"a.{q['id']} BETWEEN %s AND %s"] * len(ranges), [bound for pair in ranges for bound in pair]
+
+
+def _no_seal(q: dict[str, str]) -> str:
+    # A correlated lookup, not NOT EXISTS: PostgreSQL turns that into an anti-join, and since it cannot estimate the
+    # window (a subquery's result) it picked a hash anti-join reading the whole seal table on every batch.
+    return f"(SELECT 1 FROM {q['seals']} s WHERE s.{q['entry_id']} = a.{q['id']}) IS NULL"
+
+
+def _select_unsealed(
+    using: str, *, entry_ids: list[int], full_scan: bool, lookback: bool, after_id: int | None, limit: int
+) -> list[AuditLog]:
+    """The batch's entries, oldest first, each carrying the chain head and the last digest as read with them.
+
+    The window: every entry above the newest sealed one, ``entry_ids``, and with ``lookback`` the range of the
+    recent chain positions (entries that committed out of order and whose own sealer failed); ``full_scan`` looks
+    at the whole table.
+    """
+    q = _names(using)
+    conditions = [_no_seal(q)]
+    params: list[Any] = []
+    if after_id is not None:
+        conditions.append(f"a.{q['id']} > %s")
+        params.append(after_id)
+    if not full_scan:
+        window = [f"a.{q['id']} > COALESCE((SELECT MAX({q['entry_id']}) FROM {q['seals']}), 0)"]
+        if lookback:
+            window.append(
+                f"a.{q['id']} >= (SELECT MIN({q['entry_id']}) FROM {q['seals']} WHERE {q['chain_index']} > "
+                f"(SELECT MAX({q['chain_index']}) FROM {q['seals']}) - %s)"
+            )
+            params.append(conf.seal_lookback())
+        named, bounds = _within(_id_ranges(pk for pk in entry_ids if after_id is None or pk > after_id), q)
+        window += named
+        params += bounds
+        conditions.append(f"({' OR '.join(window)})")
+    qn = connections[using].ops.quote_name
+    columns = ", ".join(f"a.{qn(field.column)}" for field in AuditLog._meta.concrete_fields)
+    last_seal = f"FROM {q['seals']} ORDER BY {q['chain_index']} DESC LIMIT 1"
+    last_digest = f"FROM {q['signed']} ORDER BY {q['chain_index']} DESC LIMIT 1"
+    sql = (
+        f"SELECT {columns}, (SELECT {q['chain_index']} {last_seal}) AS head_index, (SELECT {q['hash']} "
+        f"{last_seal}) AS head_hash, (SELECT {q['chain_index']} {last_digest}) AS digest_index, "
+        f"(SELECT {q['signed_at']} {last_digest}) AS digest_signed_at "
+        f"FROM {q['entries']} a WHERE {' AND '.join(conditions)} ORDER BY a.{q['id']} LIMIT %s"
+    )
+    return list(AuditLog.objects.using(using).raw(sql, [*params, limit]))
+
+
+def _unsealed_sql(using: str, ids: list[int]) -> tuple[str, list[int]]:
+    """Whether any of ``ids`` is a committed entry without a seal (ids of rolled-back entries have no entry)."""
+    q = _names(using)
+    named, bounds = _within(_id_ranges(ids), q)
+    sql = f"SELECT EXISTS (SELECT 1 FROM {q['entries']} a WHERE ({' OR '.join(named)}) AND {_no_seal(q)})"
+    return sql, bounds
+
+
+def _insert_seals_sql(using: str, rows: list[SealRow]) -> tuple[list[str], list[Any]]:
+    """Multi-row INSERTs of seals; ``sealed_at`` is the database's."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(name) for name in ("chain_index", "entry_id", "digest", "prev_hash", "hash"))
+    per_insert = min(SEAL_INSERT_ROWS, (connection.features.max_query_params or 5 * SEAL_INSERT_ROWS) // 5)
+    statements, params = [], []
+    for start in range(0, len(rows), per_insert):
+        chunk = rows[start : start + per_insert]
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+        statements.append(f"INSERT INTO {qn(Seal._meta.db_table)} ({columns}) VALUES {values}")
+        params.append([value for row in chunk for value in row])
+    return statements, params
+
+
+def _aware(value: Any) -> dt.datetime | None:
+    # A column read through a raw query: SQLite hands back what it stores, UTC without an offset (text or naive).
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, dt.UTC)
+    return value
+
+
+def _chain(batch: list[AuditLog]) -> tuple[list[SealRow], _Head | None]:
+    """The seals of ``batch`` (read with the head, under the lock), linked after that head."""
+    if not batch:
+        return [], None
+    first = batch[0]
+    next_index = first.head_index + 1 if first.head_index is not None else 0
+    prev_hash = first.head_hash if first.head_index is not None else GENESIS_HASH
+    rows = []
+    for entry in batch:
+        digest = digest_of(entry)
+        hash_ = chain_hash(prev_hash, digest)
+        rows.append((next_index, entry.pk, digest, prev_hash, hash_))
+        next_index += 1
+        prev_hash = hash_
+    return rows, _Head(next_index - 1, prev_hash, first.digest_index, _aware(first.digest_signed_at))
+
+
+# --- sealing, waiting for the lock --------------------------------------------------------------------------------
+
+
 def _take_sealer_lock(using: str) -> None:
+    """Take the sealer lock for the current transaction, waiting for another sealer to finish."""
     connection = connections[using]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -42,59 +195,59 @@ def _take_sealer_lock(using: str) -> None:
     # SQLite: the write lock taken at BEGIN (transaction_mode IMMEDIATE) already admits one writer at a time.
 
 
-def _lookback_floor(using: str, head_index: int) -> int:
-    """The lowest entry id among the recent chain positions: entries below it that are still unsealed
-    committed very late and are sealed by the ids their transaction reported, or by ``audit_seal --full``."""
-    recent = Seal.objects.using(using).filter(chain_index__gt=head_index - conf.seal_lookback())
-    return recent.aggregate(floor=Min("entry_id"))["floor"] or 0
-
-
 def _seal_batch(
-    *, using: str, entry_ids: list[int], full_scan: bool, after_id: int | None, limit: int
-) -> tuple[int, int | None]:
-    """Seal up to ``limit`` unsealed entries with ids above ``after_id``; returns (how many, the last id seen)."""
+    *, using: str, entry_ids: list[int], full_scan: bool, lookback: bool, after_id: int | None, limit: int
+) -> tuple[int, int | None, _Head | None]:
+    """Seal up to ``limit`` unsealed entries with ids above ``after_id`` (see ``_select_unsealed``), in a
+    transaction of its own under the sealer lock; returns (how many, the last id seen, the chain after it)."""
     with transaction.atomic(using=using):
         _take_sealer_lock(using)
-        head = Seal.objects.using(using).order_by("-chain_index").values("chain_index", "hash").first()
-        next_index = head["chain_index"] + 1 if head else 0
-        prev_hash = head["hash"] if head else GENESIS_HASH
-        unsealed = AuditLog.objects.using(using).filter(~Exists(Seal.objects.filter(entry_id=OuterRef("pk"))))
-        if after_id is not None:
-            unsealed = unsealed.filter(id__gt=after_id)
-        if not full_scan and head:
-            recent = Q(id__gte=_lookback_floor(using, head["chain_index"]))
-            unsealed = unsealed.filter(recent | Q(id__in=entry_ids) if entry_ids else recent)
-        seals = []
-        last_id = after_id
-        for entry in unsealed.order_by("id")[:limit]:
-            digest = digest_of(entry)
-            hash_ = chain_hash(prev_hash, digest)
-            seals.append(
-                Seal(chain_index=next_index, entry_id=entry.pk, digest=digest, prev_hash=prev_hash, hash=hash_)
-            )
-            next_index += 1
-            prev_hash = hash_
-            last_id = entry.pk
-        Seal.objects.using(using).bulk_create(seals)
-        return len(seals), last_id
+        # Read after the lock is held: the head is the one the last sealer committed.
+        batch = _select_unsealed(
+            using, entry_ids=entry_ids, full_scan=full_scan, lookback=lookback, after_id=after_id, limit=limit
+        )
+        rows, head = _chain(batch)
+        with connections[using].cursor() as cursor:
+            for statement, params in zip(*_insert_seals_sql(using, rows), strict=True):
+                cursor.execute(statement, params)
+        return len(rows), batch[-1].pk if batch else after_id, head
 
 
-def seal_pending(*, entry_ids: Iterable[int] = (), full_scan: bool = False, using: str = "default") -> int:
+def seal_pending(
+    *,
+    entry_ids: Iterable[int] = (),
+    full_scan: bool = False,
+    using: str = "default",
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Seal every committed entry that has no seal yet; returns how many were sealed.
 
     ``entry_ids`` are entries a transaction just committed: they are sealed even when they committed so late that
     they sit below the look-back window. ``full_scan`` looks at the whole table (recovery, ``audit_seal --full``).
+    ``progress(n)`` is called after each batch with the number it sealed (a progress bar's ``update``).
     Batches walk up the ids, so each row is looked at once however many batches it takes.
     """
-    ids = list(entry_ids)
+    return _seal(list(entry_ids), using=using, full_scan=full_scan, lookback=True, progress=progress)
+
+
+def _seal(
+    ids: list[int],
+    *,
+    using: str,
+    full_scan: bool,
+    lookback: bool,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Seal in batches until a batch is not full; how many were sealed."""
     limit = conf.seal_batch_size()
     total = 0
     after_id: int | None = None
+    head: _Head | None = None
     attempts = 0
     while True:
         try:
-            sealed, after_id = _seal_batch(
-                using=using, entry_ids=ids, full_scan=full_scan, after_id=after_id, limit=limit
+            sealed, after_id, batch_head = _seal_batch(
+                using=using, entry_ids=ids, full_scan=full_scan, lookback=lookback, after_id=after_id, limit=limit
             )
         except IntegrityError:
             # Only reachable when a second sealer raced past the lock (e.g. two SQLite processes with
@@ -103,12 +256,46 @@ def seal_pending(*, entry_ids: Iterable[int] = (), full_scan: bool = False, usin
             if attempts > 5:
                 raise
             continue
+        head = batch_head or head
         total += sealed
+        if progress is not None:
+            progress(sealed)
         if sealed < limit:
             break
-    if total:
-        make_digest_if_due(using=using)
+    _after_sealing(total, head, using)
     return total
+
+
+def _after_sealing(total: int, head: _Head | None, using: str) -> None:
+    if total:
+        _sign_if_due(head, using)
+        _scan_for_anomalies(using)
+
+
+def _sign_if_due(head: _Head | None, using: str) -> None:
+    """A signed digest when N entries or M minutes have passed, judged by the chain as the last batch left it."""
+    if head is None or not digests.due(head.chain_index, head.digest_index, head.digest_signed_at):
+        return
+    if has_signing_key():
+        digests.make_digest(using=using)
+
+
+def _scan_for_anomalies(using: str) -> None:
+    """Run the incremental anomaly scan over what was just sealed (it reads from its own watermark)."""
+    if not conf.anomaly_scan_after_seal():
+        return
+    # Imported here: the scan records its findings through audit.services, which imports this module.
+    from .anomalies import scan_new_entries
+
+    try:
+        scan_new_entries(using=using)
+    except Exception:
+        # The entries are sealed and committed: a failing review must not turn that into an error. Its watermark
+        # did not move, so the next seal or `manage.py audit_scan` examines the same entries again.
+        logger.exception("the anomaly scan after sealing failed")
+
+
+# --- sealing after a commit ---------------------------------------------------------------------------------------
 
 
 def schedule_seal(entry_ids: Iterable[int], using: str) -> None:
@@ -135,4 +322,107 @@ def _seal_scheduled(using: str) -> None:
     if not ids:
         return
     connection.__dict__[_PENDING_ATTR] = []
-    seal_pending(entry_ids=ids, using=using)
+    seal_committed(ids, using=using)
+
+
+def seal_committed(ids: list[int], *, using: str = "default") -> None:
+    """Seal the entries a transaction just committed; returns once every committed entry of ``ids`` is sealed.
+
+    Every ``AUDIT_SEAL_LOOKBACK_EVERY_SECONDS`` the batch also looks back over the recent chain positions for
+    entries that committed out of order and whose own sealer failed (``seal_pending`` always does).
+    """
+    if not ids:
+        return
+    lookback = time.monotonic() - _last_lookback.get(using, float("-inf")) >= conf.seal_lookback_every().total_seconds()
+    if _can_skip_the_queue(using):
+        _seal_without_queueing(ids, using=using, lookback=lookback)
+    else:
+        _seal(ids, using=using, full_scan=False, lookback=lookback)
+    if lookback:
+        _last_lookback[using] = time.monotonic()
+
+
+def _can_skip_the_queue(using: str) -> bool:
+    """PostgreSQL in autocommit, with client-side binding (several statements in one round trip)."""
+    connection = connections[using]
+    return (
+        connection.vendor == "postgresql"
+        and connection.get_autocommit()
+        and not connection.in_atomic_block
+        and connection.settings_dict.get("OPTIONS", {}).get("server_side_binding") is not True
+    )
+
+
+def _seal_without_queueing(ids: list[int], *, using: str, lookback: bool) -> None:
+    """PostgreSQL after a commit: seal ``ids`` (and whatever else is waiting) without queueing for the lock.
+
+    Each round starts with one round trip of two statements, run in autocommit (one implicit transaction):
+
+    1. take the sealer lock for this session if it is free; if not, wait until its holder gives it back, which
+       it does only after its batch committed, without taking it (a shared transaction lock);
+    2. look whether any of ``ids`` is still unsealed: a statement of its own, so it reads after the wait.
+
+    Without the lock and with nothing of ours unsealed, done: another sealer took our entries. Without the lock
+    but with entries left (its batch read before we committed), start again. With the lock, read the batch (a new
+    statement, so it sees everything the last holder committed) and send its seals, their COMMIT and the unlock in
+    one round trip; the lock is given back only after the commit. A full batch means more may wait: start again.
+    """
+    connection = connections[using]
+    limit = conf.seal_batch_size()
+    check_sql, check_params = _unsealed_sql(using, ids)
+    total = 0
+    head: _Head | None = None
+    attempts = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                # (The ELSE is written so that the planner cannot fold it to a constant without making the call.)
+                "SELECT CASE WHEN pg_try_advisory_lock(%s) THEN true "
+                f"ELSE pg_advisory_xact_lock_shared(%s)::text IS NULL END; {check_sql}",
+                [SEALER_LOCK_KEY, SEALER_LOCK_KEY, *check_params],
+            )
+            locked = bool(cursor.fetchone()[0])
+            cursor.nextset()
+            ours_unsealed = bool(cursor.fetchone()[0])
+        if not locked:
+            if ours_unsealed:
+                continue
+            break
+        try:
+            batch = _select_unsealed(
+                using, entry_ids=ids, full_scan=False, lookback=lookback, after_id=None, limit=limit
+            )
+            rows, batch_head = _chain(batch)
+            statements, params = _insert_seals_sql(using, rows)
+            transaction_sql = ["BEGIN", *statements, "COMMIT"] if statements else []
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "; ".join([*transaction_sql, "SELECT pg_advisory_unlock(%s)"]),
+                    [value for chunk in params for value in chunk] + [SEALER_LOCK_KEY],
+                )
+        except IntegrityError:
+            # Only if a sealer bypassed the lock: as in _seal, read the new head and go on.
+            _abandon(using)
+            attempts += 1
+            if attempts > 5:
+                raise
+            continue
+        except BaseException:
+            _abandon(using)
+            raise
+        total += len(rows)
+        head = batch_head or head
+        if len(rows) < limit:
+            break
+    _after_sealing(total, head, using)
+
+
+def _abandon(using: str) -> None:
+    """After a failed round: roll back a transaction the failure left open, and give the sealer lock back."""
+    connection = connections[using]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ROLLBACK; SELECT pg_advisory_unlock(%s)", [SEALER_LOCK_KEY])
+    except Exception:
+        # The connection is gone, and the lock with it (session locks end with the session).
+        logger.warning("could not give the sealer lock back", exc_info=True)

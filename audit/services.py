@@ -206,7 +206,9 @@ def record(
     actor = _acting_user(actor, ctx)
     entry = _build_entry(spec, actor=actor, perms=perms_snapshot(actor), ctx=ctx)
     alias = _alias_for_independent_write(using) if independent else using
-    with transaction.atomic(using=alias):
+    # No savepoint: one statement needs none, and if the INSERT fails inside the caller's transaction, that
+    # transaction can only roll back; a savepoint would let a caller catch the error and commit unaudited.
+    with transaction.atomic(using=alias, savepoint=False):
         entry.save(using=alias)
     schedule_seal([entry.pk], alias)
     return entry
@@ -225,7 +227,7 @@ def record_many(
     actor = _acting_user(actor, ctx)
     perms = perms_snapshot(actor)
     entries = [_build_entry(spec, actor=actor, perms=perms, ctx=ctx) for spec in specs]
-    with transaction.atomic(using=using):
+    with transaction.atomic(using=using, savepoint=False):
         AuditLog.objects.using(using).bulk_create(entries, batch_size=BULK_BATCH_SIZE)
     schedule_seal([entry.pk for entry in entries], using)
     return entries

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from . import conf
 from .hashing import GENESIS_HASH, chain_hash, digest_statement
-from .models import AuditLog, Seal, SignedDigest
+from .models import ArchiveCheckpoint, AuditLog, Seal, SignedDigest
 from .sealing import digest_of
+from .segments import checkpoint_statement
 from .signing import is_valid, load_public_key
 
 CHUNK = 2000
@@ -20,7 +21,7 @@ CHUNK = 2000
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # modified, missing, gap, broken_link, unsealed
+    kind: str  # modified, missing, gap, broken_link, unsealed, bad_signature, digest_*, checkpoint
     entry_id: int | None
     chain_index: int | None
     detail: str
@@ -38,6 +39,8 @@ class VerifyReport:
     digests_checked: int = 0
     head_index: int | None = None
     head_hash: str | None = None
+    # The last chain position moved to archive segments: the chain in the database starts after it.
+    archived_through: int | None = None
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -47,9 +50,12 @@ class VerifyReport:
     def summary(self) -> str:
         if self.ok:
             head = f"head #{self.head_index} {self.head_hash}" if self.head_hash else "empty chain"
+            start = ""
+            if self.archived_through is not None:
+                start = f" from the archive checkpoint at #{self.archived_through}"
             return (
                 f"Audit chain intact: {self.entries_checked} entries and {self.digests_checked} signed digests "
-                f"verified, {head}."
+                f"verified{start}, {head}."
             )
         return f"Audit chain NOT intact: {len(self.findings)} finding(s) in {self.entries_checked} sealed entries."
 
@@ -61,13 +67,13 @@ class VerifyReport:
             "digests_checked": self.digests_checked,
             "head_index": self.head_index,
             "head_hash": self.head_hash,
+            "archived_through": self.archived_through,
             "findings": [asdict(finding) for finding in self.findings],
         }
 
 
-def _seals_in_chunks() -> Iterator[list[Seal]]:
+def _seals_in_chunks(after: int = -1) -> Iterator[list[Seal]]:
     # Keyset paging over the primary key: constant memory and no OFFSET however long the chain.
-    after = -1
     while True:
         chunk = list(Seal.objects.filter(chain_index__gt=after).order_by("chain_index")[:CHUNK])
         if not chunk:
@@ -86,11 +92,31 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
     - ``unsealed``: an entry committed longer ago than the grace period that has no seal;
     - ``bad_signature``, ``digest_chain``, ``digest_mismatch``: a signed digest whose signature fails, which does not
       sign the digest before it, or whose signed head the chain no longer reaches (a rewritten chain).
+    - ``checkpoint``: an archive checkpoint that does not sign the one before it, or a seal still stored at a
+      position the archive removed (a bad checkpoint signature is a ``bad_signature``).
+
+    After an archive the walk starts at the latest signed checkpoint: its position + 1, linked to its head hash.
+    What lies before it is in the archive segments, checked offline by ``audit_verify_segment``.
     """
     report = VerifyReport(verified_at=timezone.now())
+    checkpoints = list(ArchiveCheckpoint.objects.order_by("chain_index"))
+    report.findings.extend(verify_checkpoints(checkpoints))
+    checkpoint = checkpoints[-1] if checkpoints else None
     expected_index = 0
     prev_hash = GENESIS_HASH
-    for seals in _seals_in_chunks():
+    if checkpoint is not None:
+        expected_index, prev_hash = checkpoint.chain_index + 1, checkpoint.head_hash
+        report.archived_through = checkpoint.chain_index
+        for seal in Seal.objects.filter(chain_index__lte=checkpoint.chain_index).order_by("chain_index")[:100]:
+            report.findings.append(
+                Finding(
+                    "checkpoint",
+                    seal.entry_id,
+                    seal.chain_index,
+                    f"archived up to chain #{checkpoint.chain_index}, yet this seal is still stored",
+                )
+            )
+    for seals in _seals_in_chunks(after=expected_index - 1):
         entries = AuditLog.objects.in_bulk([seal.entry_id for seal in seals])
         for seal in seals:
             if seal.chain_index != expected_index:
@@ -124,7 +150,7 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
             report.head_index, report.head_hash = seal.chain_index, seal.hash
         if progress:
             progress(len(seals))
-    report.findings.extend(verify_digests())
+    report.findings.extend(verify_digests(checkpoint))
     report.digests_checked = SignedDigest.objects.count()
     cutoff = report.verified_at - conf.seal_grace()
     late = AuditLog.objects.filter(created_at__lt=cutoff).filter(
@@ -137,8 +163,11 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
     return report
 
 
-def verify_digests() -> list[Finding]:
-    """Check each signed digest's signature, its link to the digest before, and that the chain still reaches it."""
+def verify_digests(checkpoint: ArchiveCheckpoint | None = None) -> list[Finding]:
+    """Check each signed digest's signature, its link to the digest before, and that the chain still reaches it.
+
+    Digests before an archive ``checkpoint`` keep their signatures and links; their positions are in the segments.
+    """
     digests = list(SignedDigest.objects.order_by("chain_index"))
     if not digests:
         return []
@@ -157,7 +186,11 @@ def verify_digests() -> list[Finding]:
             findings.append(Finding("bad_signature", None, digest.chain_index, "the digest's signature does not verify"))
         if digest.prev_signature != prev_signature:
             findings.append(Finding("digest_chain", None, digest.chain_index, "does not sign the digest before it"))
-        if seal_hashes.get(digest.chain_index) != digest.head_hash:
+        if checkpoint is not None and digest.chain_index <= checkpoint.chain_index:
+            reached = digest.chain_index < checkpoint.chain_index or checkpoint.head_hash == digest.head_hash
+        else:
+            reached = seal_hashes.get(digest.chain_index) == digest.head_hash
+        if not reached:
             findings.append(
                 Finding(
                     "digest_mismatch",
@@ -167,4 +200,39 @@ def verify_digests() -> list[Finding]:
                 )
             )
         prev_signature = digest.signature
+    return findings
+
+
+def verify_checkpoints(checkpoints: list[ArchiveCheckpoint]) -> list[Finding]:
+    """Each archive checkpoint's signature, and its link to the one before: the start of the chain in the database
+    moves only with the private key, so removing the oldest entries and claiming an archive is caught."""
+    if not checkpoints:
+        return []
+    try:
+        key = load_public_key()
+    except ImproperlyConfigured as exc:
+        return [Finding("bad_signature", None, None, f"archive checkpoints exist but no key to check them: {exc}")]
+    findings = []
+    prev_signature = ""
+    for checkpoint in checkpoints:
+        statement = checkpoint_statement(
+            chain_index=checkpoint.chain_index,
+            head_hash=checkpoint.head_hash,
+            before=checkpoint.before,
+            request_id=checkpoint.request_id,
+            segments=checkpoint.segments,
+            created_at=checkpoint.created_at,
+            prev_signature=checkpoint.prev_signature,
+        )
+        if not is_valid(key, checkpoint.signature, statement):
+            findings.append(
+                Finding(
+                    "bad_signature", None, checkpoint.chain_index, "the archive checkpoint's signature does not verify"
+                )
+            )
+        if checkpoint.prev_signature != prev_signature:
+            findings.append(
+                Finding("checkpoint", None, checkpoint.chain_index, "does not sign the archive checkpoint before it")
+            )
+        prev_signature = checkpoint.signature
     return findings

@@ -34,10 +34,12 @@ DEFAULT_ROLES = (
     ),
     DefaultRole(
         "compliance officer",
-        "Reviews the audit trail and verifies it; changes nothing.",
+        "Reviews the audit trail, verifies it and acknowledges its anomalies; changes no record.",
         False,
         (
             "audit.view_auditlog", "audit.view_seal", "audit.view_registeredaction",
+            # Acknowledging adds an AUDIT.ANOMALY.ACK entry and closes the anomaly on the dashboard: review work.
+            "audit.view_anomaly", "audit.acknowledge_anomaly",
             "rbac.view_role", "auth.view_group", "auth.view_user",
         ),
     ),

@@ -1,13 +1,24 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.db.models.signals import post_migrate
 from rest_framework.test import APIClient
 
 from audit import triggers
 from tests.factories.users import PASSWORD, OfficerFactory, UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_partitions(django_db_setup, django_db_blocker) -> None:
+    """PostgreSQL: the month partitions of the audit table, made once per test database as `make demo` and a
+    production cron job make them (the migration made them already; this keeps a reused database current)."""
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            call_command("audit_partitions", stdout=StringIO())
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@ import django_filters
 from django.db.models import QuerySet
 
 from ..models import AuditLog
+from ..selectors import with_action_prefix
 
 
 class AuditLogFilter(django_filters.FilterSet):
@@ -22,5 +23,6 @@ class AuditLogFilter(django_filters.FilterSet):
 
     def filter_action(self, queryset: QuerySet[AuditLog], name: str, value: str) -> QuerySet[AuditLog]:
         if value.endswith("."):
-            return queryset.filter(action__startswith=value)
+            # The (action, id) index, as the console's family filter uses it.
+            return with_action_prefix(queryset, value)
         return queryset.filter(action=value)

@@ -57,6 +57,9 @@ class VerifyReportSerializer(serializers.Serializer):
     digests_checked = serializers.IntegerField()
     head_index = serializers.IntegerField(allow_null=True)
     head_hash = serializers.CharField(allow_null=True)
+    archived_through = serializers.IntegerField(
+        allow_null=True, help_text="The last chain position moved to archive segments; the walk started after it."
+    )
     findings = FindingSerializer(many=True)
 
 

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
 from audit.actions import AuditAction
-from audit.models import Seal
+from audit.models import ArchiveCheckpoint, Seal
 from audit.services import Outcome, record
 from audit.text import printable
 from audit.verify import verify_chain
@@ -20,8 +20,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, no_progress: bool, **options: Any) -> None:
         show = not no_progress and sys.stderr.isatty()
         head = Seal.objects.order_by("-chain_index").values_list("chain_index", flat=True).first()
+        # After an archive the walk starts past the latest checkpoint.
+        start = ArchiveCheckpoint.objects.order_by("-chain_index").values_list("chain_index", flat=True).first()
         with tqdm(
-            total=head + 1 if head is not None else 0,
+            total=head - (start if start is not None else -1) if head is not None else 0,
             unit="entries",
             disable=not show,
             file=sys.stderr,
