@@ -5,11 +5,11 @@ yet and appends them in one batch, under a lock that lets one sealer run at a ti
 entries to the same ``prev_hash``. The unique chain index and the unique entry of the seal table make a double
 seal impossible even if that lock were bypassed.
 
-After a commit on PostgreSQL, a writer does not queue for that lock (``seal_committed``). In one round trip it
-either takes the lock or, if another sealer holds it, waits until that sealer has committed and looks whether its
-own entries are sealed now; the holder's batch takes every entry committed before it read, the writer's among
-them, so under load one transaction seals the entries of many writers. A writer returns only once its own entries
-are sealed, by itself or by another; if they are not, it starts again.
+After a commit on PostgreSQL, a writer does not queue for that lock (``seal_committed``): it tries it, and if
+another sealer holds it, waits until that sealer has committed, without taking the lock, and looks whether its own
+entries are sealed now. The holder's batch takes every entry committed before it read, the writer's among them, so
+under load one transaction seals the entries of many writers. A writer returns only once its own entries are
+sealed, by itself or by another; if they are not (the holder read before the writer committed), it starts again.
 """
 
 import datetime as dt
@@ -343,29 +343,18 @@ def seal_committed(ids: list[int], *, using: str = "default") -> None:
 
 
 def _can_skip_the_queue(using: str) -> bool:
-    """PostgreSQL in autocommit, with client-side binding (several statements in one round trip)."""
+    """PostgreSQL, in autocommit: a shared lock taken there ends with its statement, so waiting takes no lock."""
     connection = connections[using]
-    return (
-        connection.vendor == "postgresql"
-        and connection.get_autocommit()
-        and not connection.in_atomic_block
-        and connection.settings_dict.get("OPTIONS", {}).get("server_side_binding") is not True
-    )
+    return connection.vendor == "postgresql" and connection.get_autocommit() and not connection.in_atomic_block
 
 
 def _seal_without_queueing(ids: list[int], *, using: str, lookback: bool) -> None:
-    """PostgreSQL after a commit: seal ``ids`` (and whatever else is waiting) without queueing for the lock.
+    """PostgreSQL after a commit: seal ``ids`` (and whatever else waits) without queueing for the lock.
 
-    Each round starts with one round trip of two statements, run in autocommit (one implicit transaction):
-
-    1. take the sealer lock for this session if it is free; if not, wait until its holder gives it back, which
-       it does only after its batch committed, without taking it (a shared transaction lock);
-    2. look whether any of ``ids`` is still unsealed: a statement of its own, so it reads after the wait.
-
-    Without the lock and with nothing of ours unsealed, done: another sealer took our entries. Without the lock
-    but with entries left (its batch read before we committed), start again. With the lock, read the batch (a new
-    statement, so it sees everything the last holder committed) and send its seals, their COMMIT and the unlock in
-    one round trip; the lock is given back only after the commit. A full batch means more may wait: start again.
+    Each round is a transaction that tries the sealer lock. Without it: roll back, wait until the holder is done
+    without taking the lock (a shared lock, released at once in autocommit), and look whether any of ``ids`` is
+    still unsealed: the holder's batch took every entry committed before it read, so usually none is; if one is
+    (the holder read before we committed), start again. With it: seal a batch, as ``seal_pending`` does.
     """
     connection = connections[using]
     limit = conf.seal_batch_size()
@@ -374,55 +363,34 @@ def _seal_without_queueing(ids: list[int], *, using: str, lookback: bool) -> Non
     head: _Head | None = None
     attempts = 0
     while True:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                # (The ELSE is written so that the planner cannot fold it to a constant without making the call.)
-                "SELECT CASE WHEN pg_try_advisory_lock(%s) THEN true "
-                f"ELSE pg_advisory_xact_lock_shared(%s)::text IS NULL END; {check_sql}",
-                [SEALER_LOCK_KEY, SEALER_LOCK_KEY, *check_params],
-            )
-            locked = bool(cursor.fetchone()[0])
-            cursor.nextset()
-            ours_unsealed = bool(cursor.fetchone()[0])
-        if not locked:
-            if ours_unsealed:
-                continue
-            break
         try:
-            batch = _select_unsealed(
-                using, entry_ids=ids, full_scan=False, lookback=lookback, after_id=None, limit=limit
-            )
-            rows, batch_head = _chain(batch)
-            statements, params = _insert_seals_sql(using, rows)
-            transaction_sql = ["BEGIN", *statements, "COMMIT"] if statements else []
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "; ".join([*transaction_sql, "SELECT pg_advisory_unlock(%s)"]),
-                    [value for chunk in params for value in chunk] + [SEALER_LOCK_KEY],
-                )
+            with transaction.atomic(using=using):
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+                    locked = bool(cursor.fetchone()[0])
+                if locked:
+                    batch = _select_unsealed(
+                        using, entry_ids=ids, full_scan=False, lookback=lookback, after_id=None, limit=limit
+                    )
+                    rows, batch_head = _chain(batch)
+                    with connection.cursor() as cursor:
+                        for statement, params in zip(*_insert_seals_sql(using, rows), strict=True):
+                            cursor.execute(statement, params)
         except IntegrityError:
             # Only if a sealer bypassed the lock: as in _seal, read the new head and go on.
-            _abandon(using)
             attempts += 1
             if attempts > 5:
                 raise
             continue
-        except BaseException:
-            _abandon(using)
-            raise
-        total += len(rows)
-        head = batch_head or head
-        if len(rows) < limit:
-            break
-    _after_sealing(total, head, using)
-
-
-def _abandon(using: str) -> None:
-    """After a failed round: roll back a transaction the failure left open, and give the sealer lock back."""
-    connection = connections[using]
-    try:
+        if locked:
+            total += len(rows)
+            head = batch_head or head
+            if len(rows) < limit:
+                break
+            continue
         with connection.cursor() as cursor:
-            cursor.execute("ROLLBACK; SELECT pg_advisory_unlock(%s)", [SEALER_LOCK_KEY])
-    except Exception:
-        # The connection is gone, and the lock with it (session locks end with the session).
-        logger.warning("could not give the sealer lock back", exc_info=True)
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [SEALER_LOCK_KEY])
+            cursor.execute(check_sql, check_params)
+            if not cursor.fetchone()[0]:
+                break
+    _after_sealing(total, head, using)

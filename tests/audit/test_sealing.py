@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 from io import StringIO
 
 import pytest
@@ -9,10 +10,11 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import sealing
 from audit.actions import AuditAction
 from audit.hashing import GENESIS_HASH, chain_hash
 from audit.models import AuditLog, Seal
-from audit.sealing import digest_of, seal_pending
+from audit.sealing import SEALER_LOCK_KEY, digest_of, seal_pending
 from audit.services import record
 from audit.verify import verify_chain
 
@@ -147,5 +149,89 @@ def test_concurrent_writers_seal_every_entry_exactly_once(postgres_only, committ
     assert errors == []
     per_odd_thread = PER_THREAD + 2 * (PER_THREAD // 5)
     assert AuditLog.objects.count() == THREADS // 2 * (PER_THREAD + per_odd_thread)
+    _assert_one_chain()
+    assert verify_chain().ok
+
+
+# --- the sealer after a commit: no queue for the lock ----------------------------------------------------------
+
+
+def _waiting_for_the_sealer_lock() -> bool:
+    """Whether some session waits for a shared sealer lock (a writer that found the sealer busy)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = %s "
+            "AND mode = 'ShareLock' AND NOT granted AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database())",
+            [SEALER_LOCK_KEY],
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def _hold_sealer_lock(*, seal: bool, holding: threading.Event, outcome: dict, errors: list) -> None:
+    """Another sealer: holds the lock until a writer waits for it, then seals (or not) and commits."""
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+            holding.set()
+            deadline = time.monotonic() + 10
+            while not _waiting_for_the_sealer_lock():
+                assert time.monotonic() < deadline, "the writer never waited for the sealer"
+                time.sleep(0.01)
+            # A holder whose batch reads now finds the writer's entry; one that read earlier did not.
+            outcome["sealed"] = seal_pending() if seal else 0
+            outcome["committed_at"] = time.monotonic()
+    except BaseException as exc:  # handed to the test thread
+        errors.append(exc)
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("holder_seals", [True, False], ids=["holder-seals-it", "holder-read-too-early"])
+def test_writer_that_finds_the_sealer_busy_returns_only_with_its_entry_sealed(
+    postgres_only, committed_db, holder_seals
+):
+    """A writer whose commit finds another sealer holding the lock does not queue for it: it waits until that
+    sealer has committed and looks. If the holder sealed its entry, the writer seals nothing; if the holder's
+    batch did not include it, the writer seals it itself. Either way record() returns with the entry sealed
+    exactly once."""
+    holding, outcome, errors = threading.Event(), {}, []
+    holder = threading.Thread(
+        target=_hold_sealer_lock,
+        kwargs={"seal": holder_seals, "holding": holding, "outcome": outcome, "errors": errors},
+    )
+    holder.start()
+    assert holding.wait(10)
+    entry = record(AuditAction.ROLE_UPDATE, entity="Role", entity_id=1)
+    returned_at = time.monotonic()
+    holder.join()
+    assert errors == []
+    assert returned_at > outcome["committed_at"]
+    assert outcome["sealed"] == (1 if holder_seals else 0)
+    assert Seal.objects.filter(entry=entry).count() == 1
+    _assert_one_chain()
+    assert verify_chain().ok
+
+
+def test_sealer_after_commit_looks_back_for_stranded_entries_when_due(committed_db, settings):
+    """An entry whose own sealer failed, below the newest sealed one, is sealed by the next commit's sealer once
+    the look-back is due (every AUDIT_SEAL_LOOKBACK_EVERY_SECONDS), and by `audit_seal` in any case."""
+    _record(2)
+    # Committed, never sealed (its sealer "failed"), and below an entry that a later batch sealed: out of reach
+    # of the batches that look only above the newest sealed entry.
+    stranded = AuditLog.objects.create(created_at=timezone.now(), action=AuditAction.ROLE_UPDATE, salt=os.urandom(16))
+    later = AuditLog.objects.create(created_at=timezone.now(), action=AuditAction.ROLE_UPDATE, salt=os.urandom(16))
+    sealing._seal_batch(using="default", entry_ids=[], full_scan=False, lookback=False, after_id=stranded.pk, limit=10)
+    assert Seal.objects.filter(entry=later).exists() and not Seal.objects.filter(entry=stranded).exists()
+
+    settings.AUDIT_SEAL_LOOKBACK_EVERY_SECONDS = 3600
+    sealing._last_lookback["default"] = time.monotonic()
+    record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="next")
+    assert not Seal.objects.filter(entry=stranded).exists()
+
+    settings.AUDIT_SEAL_LOOKBACK_EVERY_SECONDS = 0
+    record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="after")
+    assert Seal.objects.filter(entry=stranded).exists()
     _assert_one_chain()
     assert verify_chain().ok
