@@ -47,6 +47,8 @@ class AuditAction(models.TextChoices):
     GROUP_SCOPE_SET = "GROUP.SCOPE.SET", "Group branch scope replaced"
     LOCK_CREATE = "LOCK.CREATE", "File checked out (locked)"
     LOCK_RELEASE = "LOCK.RELEASE", "File checked in (unlocked) by its owner"
+    REPOSITORY_PERM_GRANT = "REPOSITORY.PERM.GRANT", "Right to force-release locks in one repository given"
+    REPOSITORY_PERM_REVOKE = "REPOSITORY.PERM.REVOKE", "Right to force-release locks in one repository taken away"
     LOCK_FORCE_RELEASE = "LOCK.FORCE_RELEASE", "Lock released by an administrator on someone else's behalf"
     FOIA_REQUEST_CREATE = "FOIA.REQUEST.CREATE", "FOIA request logged with its tracking number"
     FOIA_REQUEST_UPDATE = "FOIA.REQUEST.UPDATE", "FOIA request changed (status, scope, requester or redaction profile)"
@@ -88,6 +90,8 @@ COMPLIANCE: dict[str, tuple[str, ...]] = {
     AuditAction.GROUP_SCOPE_SET: ("PCI DSS 10.2.1.5", "SOC 2 CC6.3"),
     AuditAction.LOCK_CREATE: ("SOC 2 CC6.1",),
     AuditAction.LOCK_RELEASE: ("SOC 2 CC6.1",),
+    AuditAction.REPOSITORY_PERM_GRANT: ("PCI DSS 10.2.1.5", "SOC 2 CC6.3"),
+    AuditAction.REPOSITORY_PERM_REVOKE: ("PCI DSS 10.2.1.5", "SOC 2 CC6.3"),
     AuditAction.LOCK_FORCE_RELEASE: ("PCI DSS 10.2.1.2",),
     AuditAction.FOIA_REQUEST_CREATE: ("FOIA 5 U.S.C. 552(a)(7)",),
     AuditAction.FOIA_REQUEST_UPDATE: ("FOIA 5 U.S.C. 552(a)(7)",),

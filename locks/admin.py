@@ -19,7 +19,6 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from guardian.admin import ReinforcedGuardedModelAdminMixin
 
 from . import services
 from .models import FileLock, Repository
@@ -36,14 +35,12 @@ def lock_age(locked_at: dt.datetime, now: dt.datetime) -> str:
 
 
 @admin.register(Repository)
-class RepositoryAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
-    """Repositories, with their lock count and, through django-guardian, the per-repository rights.
+class RepositoryAdmin(admin.ModelAdmin):
+    """Repositories, with their lock count and who may force-release locks in each.
 
-    "Object permissions" on a repository's page grants ``locks.force_unlock`` on that repository only (guardian
-    offers the Repository model's permissions; the checkout right is a FileLock permission and stays global).
-    These grants are not audited (the catalogue has no code for them yet), so the reinforced mixin keeps the page
-    to holders of guardian's own view/change rights on object permissions (superusers, in practice): being
-    allowed to edit a repository's name is not enough to hand out force-unlock.
+    The per-repository right is given and taken away by ``manage.py locks_right``, which goes through the audited
+    service; guardian's own object-permission pages would change rights without an audit entry, so they are not
+    offered here.
     """
 
     list_display = ("slug", "name", "lock_count", "created_at")
@@ -53,7 +50,14 @@ class RepositoryAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The slug is the last part of the repository's Git LFS URL and names it in the audit trail: renaming it
         # would break the clients' configured URLs and re-label history.
-        return ("slug", "created_at") if obj is not None else ("created_at",)
+        if obj is None:
+            return ("created_at",)
+        return ("slug", "created_at", "force_unlock_holders")
+
+    @admin.display(description="may force-release locks here (manage.py locks_right)")
+    def force_unlock_holders(self, repository: Repository) -> str:
+        holders = services.repository_rights_snapshot(repository)["force_unlock"]
+        return ", ".join(holders) or "nobody but lock administrators"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Repository]:
         # One query for the whole page instead of a COUNT per row.

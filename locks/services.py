@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from guardian.shortcuts import assign_perm, get_users_with_perms, remove_perm
 
 from audit.actions import AuditAction
 from audit.services import audited
@@ -137,3 +138,48 @@ def force_checkin(*, actor: Any, lock_id: int, reason: str) -> FileLock:
         raise ValidationError({"reason": "A reason is required to release someone else's lock."})
     _release(lock)
     return lock
+
+
+def repository_rights_snapshot(repository: Repository) -> dict[str, Any]:
+    holders = get_users_with_perms(repository, only_with_perms_in=["force_unlock"], with_group_users=False)
+    return {"force_unlock": sorted(user.get_username() for user in holders)}
+
+
+def _repository(*, repository_id: int, **_: Any) -> Repository:
+    return Repository.objects.select_for_update().get(pk=repository_id)
+
+
+def _set_force_unlock_right(*, actor: Any, repository_id: int, user: Any, reason: str, grant: bool) -> Repository:
+    # Handing out a right is an administrator's act: the same right that gives roles.
+    if actor is not None and not actor.has_perm("rbac.assign_role"):
+        raise PermissionDenied(f"{actor.get_username()} may not hand out rights")
+    if not (reason or "").strip():
+        raise ValidationError({"reason": "A reason is required to give or take away a lock administrator's right."})
+    repository = Repository.objects.get(pk=repository_id)
+    if grant:
+        assign_perm(FORCE_UNLOCK, user, repository)
+    else:
+        remove_perm(FORCE_UNLOCK, user, repository)
+    return repository
+
+
+@audited(
+    AuditAction.REPOSITORY_PERM_GRANT,
+    entity="Repository",
+    pre_fetch=_repository,
+    snapshot_with=repository_rights_snapshot,
+)
+def repository_force_unlock_grant(*, actor: Any, repository_id: int, user: Any, reason: str) -> Repository:
+    """Let ``user`` force-release locks in this repository only (django-guardian object permission)."""
+    return _set_force_unlock_right(actor=actor, repository_id=repository_id, user=user, reason=reason, grant=True)
+
+
+@audited(
+    AuditAction.REPOSITORY_PERM_REVOKE,
+    entity="Repository",
+    pre_fetch=_repository,
+    snapshot_with=repository_rights_snapshot,
+)
+def repository_force_unlock_revoke(*, actor: Any, repository_id: int, user: Any, reason: str) -> Repository:
+    """Take the per-repository force-release right away from ``user``."""
+    return _set_force_unlock_right(actor=actor, repository_id=repository_id, user=user, reason=reason, grant=False)

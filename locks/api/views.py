@@ -24,6 +24,9 @@ class LockPagination(CursorPagination):
 class LockListApi(APIView):
     """GET: the locks, filtered by repository, path or owner. POST: check a file out."""
 
+    # Also read by the schema generator: the GET's answer is documented as a page of locks, with its parameters.
+    pagination_class = LockPagination
+
     @extend_schema(parameters=[LockFilterSerializer], responses={200: LockSerializer(many=True)})
     def get(self, request: Request) -> Response:
         filters = LockFilterSerializer(data=request.query_params)
@@ -35,7 +38,7 @@ class LockListApi(APIView):
             except InvalidPath as exc:
                 raise ValidationError({"path": [str(exc)]}) from exc
         locks = lock_list(**{**filters.validated_data, "path": path})
-        paginator = LockPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(locks, request, view=self)
         return paginator.get_paginated_response(LockSerializer(page, many=True).data)
 
