@@ -40,14 +40,28 @@ class EntityFilter(admin.SimpleListFilter):
         return queryset
 
 
-def _parse_bound(value: str) -> dt.datetime:
-    moment = parse_datetime(value)
-    if moment is None:
+def _parse_bound(value: str, *, date_runs_to_end_of_day: bool = False) -> dt.datetime:
+    """The time ``value`` names, in UTC. A plain date is its midnight (UTC), or with ``date_runs_to_end_of_day`` the
+    next midnight. IncorrectLookupParameters (the changelist's ?e=1) for anything else: text that is no date, a date
+    that does not exist (2026-13-01, which the parsers raise ValueError for), or one beyond the range of times
+    (9999-12-31 to the end of its day)."""
+    error = IncorrectLookupParameters(f"{value!r} is not a date (YYYY-MM-DD) or ISO 8601 time")
+    try:
+        moment = parse_datetime(value)
         day = parse_date(value)
-        if day is None:
-            raise IncorrectLookupParameters(f"{value!r} is not a date (YYYY-MM-DD) or ISO 8601 time")
-        moment = dt.datetime.combine(day, dt.time.min)
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt.timezone.utc)
+        if moment is None and day is None:
+            raise error
+        if moment is None:
+            moment = dt.datetime.combine(day, dt.time.min)
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment, dt.UTC)
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 in a query, which Python reads (+18:00).
+        moment = moment.astimezone(dt.UTC)
+        if date_runs_to_end_of_day and day is not None:
+            moment += dt.timedelta(days=1)
+    except (ValueError, OverflowError) as exc:
+        raise error from exc
+    return moment
 
 
 class CreatedAtRangeFilter(admin.ListFilter):
@@ -76,11 +90,8 @@ class CreatedAtRangeFilter(admin.ListFilter):
         if since:
             queryset = queryset.filter(created_at__gte=_parse_bound(since))
         if until:
-            end = _parse_bound(until)
             # A plain date runs to the end of its day. (parse_datetime accepts a plain date too, as midnight.)
-            if parse_date(until) is not None:
-                end += dt.timedelta(days=1)
-            queryset = queryset.filter(created_at__lt=end)
+            queryset = queryset.filter(created_at__lt=_parse_bound(until, date_runs_to_end_of_day=True))
         return queryset
 
     def choices(self, changelist: Any) -> list[dict[str, Any]]:

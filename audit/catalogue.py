@@ -9,13 +9,10 @@ from .diff import diff, snapshot
 from .models import RegisteredAction
 from .services import record
 
-
 FIELDS = ("code", "description", "compliance")
 
 
-def registered_action_save(
-    *, actor: Any, code: str, description: str, compliance: str = ""
-) -> RegisteredAction:
+def registered_action_save(*, actor: Any, code: str, description: str, compliance: str = "") -> RegisteredAction:
     """Register ``code`` or change its description and mapping; either way recorded with a before/after diff.
 
     Raises ``django.core.exceptions.ValidationError`` for a malformed code or one of the project's own.

@@ -17,7 +17,8 @@ def _plain(value: Any) -> Any:
 
 
 def snapshot(obj: Any, keys: Sequence[str]) -> dict[str, Any] | None:
-    """The ``keys`` of ``obj`` as JSON values; ``None`` for an object that does not exist (before create, after delete)."""
+    """The ``keys`` of ``obj`` as JSON values; ``None`` for an object that does not exist (before create or after
+    delete)."""
     if obj is None:
         return None
     return {key: _plain(getattr(obj, key)) for key in keys}

@@ -30,7 +30,9 @@ def make_digest(*, using: str = "default") -> SignedDigest | None:
             return None
         signed_at = timezone.now()
         prev_signature = last.signature if last else ""
-        signature, key_fingerprint = sign(digest_statement(head["chain_index"], head["hash"], signed_at, prev_signature))
+        signature, key_fingerprint = sign(
+            digest_statement(head["chain_index"], head["hash"], signed_at, prev_signature)
+        )
         return SignedDigest.objects.using(using).create(
             chain_index=head["chain_index"],
             head_hash=head["hash"],
@@ -50,8 +52,7 @@ def due(head_index: int | None, last_index: int | None, last_signed_at: dt.datet
     if head_index <= last_index:
         return False
     return (
-        head_index - last_index >= conf.digest_every_entries()
-        or timezone.now() - last_signed_at >= conf.digest_every()
+        head_index - last_index >= conf.digest_every_entries() or timezone.now() - last_signed_at >= conf.digest_every()
     )
 
 

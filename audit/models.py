@@ -73,7 +73,9 @@ class AuditLog(AppendOnlyModel):
     user_agent = models.TextField(blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     # Set only for events another system recorded through the API; the actor is then that system's account.
-    on_behalf_of = models.CharField(max_length=150, blank=True, help_text="The end user, as the source system names them.")
+    on_behalf_of = models.CharField(
+        max_length=150, blank=True, help_text="The end user, as the source system names them."
+    )
     client_ip = models.GenericIPAddressField(null=True, blank=True, help_text="The end user's address, as reported.")
     occurred_at = models.DateTimeField(null=True, blank=True, help_text="When it happened, as the source system says.")
     # Secret per-entry key of the field commitments; never leaves the server.
@@ -107,9 +109,7 @@ class Seal(AppendOnlyModel):
 
     chain_index = models.BigIntegerField(primary_key=True)
     # One seal per entry (unique); no constraint so that a removed entry shows up as "missing", not as an error.
-    entry = models.OneToOneField(
-        AuditLog, on_delete=models.DO_NOTHING, db_constraint=False, related_name="seal"
-    )
+    entry = models.OneToOneField(AuditLog, on_delete=models.DO_NOTHING, db_constraint=False, related_name="seal")
     digest = models.CharField(max_length=64)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
@@ -187,6 +187,6 @@ class IdempotencyRecord(models.Model):
         return f"{self.key} ({self.source_id})"
 
 
-from .foia_models import FoiaRequest, RedactionProfile  # noqa: E402,F401
 from .anomaly_models import Anomaly, AnomalyScanState  # noqa: E402,F401
+from .foia_models import FoiaRequest, RedactionProfile  # noqa: E402,F401
 from .retention_models import ArchiveCheckpoint, ArchiveGuard, ArchiveRequest, LegalHold  # noqa: E402,F401

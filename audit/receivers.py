@@ -24,7 +24,9 @@ def on_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
 
 
 @receiver(user_login_failed, dispatch_uid="audit_user_login_failed")
-def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
+def on_login_failed(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     # Only the attempted user name: Django masks the password already, and nothing else is needed.
     username = redact(credentials).get("username", "")
     record(

@@ -94,14 +94,51 @@ def _no_seal(q: dict[str, str]) -> str:
     return f"(SELECT 1 FROM {q['seals']} s WHERE s.{q['entry_id']} = a.{q['id']}) IS NULL"
 
 
-def _select_unsealed(
-    using: str, *, entry_ids: list[int], full_scan: bool, lookback: bool, after_id: int | None, limit: int
-) -> list[AuditLog]:
-    """The batch's entries, oldest first, each carrying the chain head and the last digest as read with them.
+@dataclass(frozen=True)
+class _Window:
+    """Where a batch looks: above ``top`` (the newest sealed entry), from ``floor`` (the lowest entry of the recent
+    chain positions) when looking back, and at the ids a transaction reported. Read before the batch, with the
+    lock; a value read a moment too early is only lower, which widens the window, never narrows it."""
 
-    The window: every entry above the newest sealed one, ``entry_ids``, and with ``lookback`` the range of the
-    recent chain positions (entries that committed out of order and whose own sealer failed); ``full_scan`` looks
-    at the whole table.
+    top: int
+    floor: int | None
+
+
+def _take_lock_and_window(using: str, *, wait: bool, lookback: bool) -> _Window | None:
+    """Take the sealer lock for the current transaction (without ``wait``: None if another sealer holds it) and
+    read the window's bounds in the same statement.
+
+    The bounds go into the batch query as values: PostgreSQL cannot estimate a bound that is a subquery, and took
+    a third of the table as its guess, which made it compile the query (JIT) on every batch.
+    """
+    connection = connections[using]
+    q = _names(using)
+    top = f"(SELECT COALESCE(MAX({q['entry_id']}), 0) FROM {q['seals']})"
+    floor = (
+        f"(SELECT MIN({q['entry_id']}) FROM {q['seals']} WHERE {q['chain_index']} > "
+        f"(SELECT MAX({q['chain_index']}) FROM {q['seals']}) - %s)"
+        if lookback
+        else "NULL"
+    )
+    params: list[Any] = [conf.seal_lookback()] if lookback else []
+    if connection.vendor == "postgresql":
+        lock = "pg_advisory_xact_lock(%s) IS NOT NULL" if wait else "pg_try_advisory_xact_lock(%s)"
+        params.insert(0, SEALER_LOCK_KEY)
+    else:
+        lock = "1"  # SQLite: the write lock taken at BEGIN (transaction_mode IMMEDIATE) admits one writer at a time
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {lock}, {top}, {floor}", params)
+        locked, top_id, floor_id = cursor.fetchone()
+    return _Window(top_id, floor_id) if locked else None
+
+
+def _select_unsealed(
+    using: str, *, entry_ids: list[int], window: _Window | None, after_id: int | None, limit: int
+) -> list[AuditLog]:
+    """The batch's entries, oldest first, each carrying the chain head and the last digest as read with them
+    (under the lock, so the head is the one the last sealer committed).
+
+    Looked at: every entry in ``window`` (see ``_Window``) and ``entry_ids``; without a window, the whole table.
     """
     q = _names(using)
     conditions = [_no_seal(q)]
@@ -109,18 +146,16 @@ def _select_unsealed(
     if after_id is not None:
         conditions.append(f"a.{q['id']} > %s")
         params.append(after_id)
-    if not full_scan:
-        window = [f"a.{q['id']} > COALESCE((SELECT MAX({q['entry_id']}) FROM {q['seals']}), 0)"]
-        if lookback:
-            window.append(
-                f"a.{q['id']} >= (SELECT MIN({q['entry_id']}) FROM {q['seals']} WHERE {q['chain_index']} > "
-                f"(SELECT MAX({q['chain_index']}) FROM {q['seals']}) - %s)"
-            )
-            params.append(conf.seal_lookback())
-        named, bounds = _within(_id_ranges(pk for pk in entry_ids if after_id is None or pk > after_id), q)
-        window += named
-        params += bounds
-        conditions.append(f"({' OR '.join(window)})")
+    if window is not None:
+        bounds = [f"a.{q['id']} > %s"]
+        params.append(window.top)
+        if window.floor is not None:
+            bounds.append(f"a.{q['id']} >= %s")
+            params.append(window.floor)
+        named, ranges = _within(_id_ranges(pk for pk in entry_ids if after_id is None or pk > after_id), q)
+        bounds += named
+        params += ranges
+        conditions.append(f"({' OR '.join(bounds)})")
     qn = connections[using].ops.quote_name
     columns = ", ".join(f"a.{qn(field.column)}" for field in AuditLog._meta.concrete_fields)
     last_seal = f"FROM {q['seals']} ORDER BY {q['chain_index']} DESC LIMIT 1"
@@ -186,25 +221,15 @@ def _chain(batch: list[AuditLog]) -> tuple[list[SealRow], _Head | None]:
 # --- sealing, waiting for the lock --------------------------------------------------------------------------------
 
 
-def _take_sealer_lock(using: str) -> None:
-    """Take the sealer lock for the current transaction, waiting for another sealer to finish."""
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
-    # SQLite: the write lock taken at BEGIN (transaction_mode IMMEDIATE) already admits one writer at a time.
-
-
 def _seal_batch(
     *, using: str, entry_ids: list[int], full_scan: bool, lookback: bool, after_id: int | None, limit: int
 ) -> tuple[int, int | None, _Head | None]:
     """Seal up to ``limit`` unsealed entries with ids above ``after_id`` (see ``_select_unsealed``), in a
     transaction of its own under the sealer lock; returns (how many, the last id seen, the chain after it)."""
     with transaction.atomic(using=using):
-        _take_sealer_lock(using)
-        # Read after the lock is held: the head is the one the last sealer committed.
+        window = _take_lock_and_window(using, wait=True, lookback=lookback)
         batch = _select_unsealed(
-            using, entry_ids=entry_ids, full_scan=full_scan, lookback=lookback, after_id=after_id, limit=limit
+            using, entry_ids=entry_ids, window=None if full_scan else window, after_id=after_id, limit=limit
         )
         rows, head = _chain(batch)
         with connections[using].cursor() as cursor:
@@ -365,13 +390,10 @@ def _seal_without_queueing(ids: list[int], *, using: str, lookback: bool) -> Non
     while True:
         try:
             with transaction.atomic(using=using):
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
-                    locked = bool(cursor.fetchone()[0])
+                window = _take_lock_and_window(using, wait=False, lookback=lookback)
+                locked = window is not None
                 if locked:
-                    batch = _select_unsealed(
-                        using, entry_ids=ids, full_scan=False, lookback=lookback, after_id=None, limit=limit
-                    )
+                    batch = _select_unsealed(using, entry_ids=ids, window=window, after_id=None, limit=limit)
                     rows, batch_head = _chain(batch)
                     with connection.cursor() as cursor:
                         for statement, params in zip(*_insert_seals_sql(using, rows), strict=True):

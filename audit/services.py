@@ -241,7 +241,8 @@ def _error_message(exc: BaseException) -> str:
 
 def _failure_outcome(exc: BaseException) -> str:
     # Domain errors may say themselves that they are a refusal (e.g. a lock held by someone else).
-    if isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied)) or getattr(exc, "audit_outcome", "") == Outcome.DENIED:
+    refused = isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied))
+    if refused or getattr(exc, "audit_outcome", "") == Outcome.DENIED:
         return Outcome.DENIED
     return Outcome.FAILURE
 
@@ -289,8 +290,14 @@ def audited(
                         meta.update(meta_from(before_obj, kwargs))
                     before = take(before_obj)
                     if deletes:
-                        entity_id = getattr(before_obj, "pk", "")
-                        record(action, entity=entity, entity_id=entity_id, changes=diff(before, None), meta=meta, actor=actor)
+                        record(
+                            action,
+                            entity=entity,
+                            entity_id=getattr(before_obj, "pk", ""),
+                            changes=diff(before, None),
+                            meta=meta,
+                            actor=actor,
+                        )
                         return func(*args, **kwargs)
                     result = func(*args, **kwargs)
                     subject = result if result is not None else before_obj

@@ -134,7 +134,9 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
                 )
             if seal.hash != chain_hash(seal.prev_hash, seal.digest):
                 report.findings.append(
-                    Finding("broken_link", seal.entry_id, seal.chain_index, "hash does not follow from prev_hash and digest")
+                    Finding(
+                        "broken_link", seal.entry_id, seal.chain_index, "hash does not follow from prev_hash and digest"
+                    )
                 )
             entry = entries.get(seal.entry_id)
             if entry is None:
@@ -153,9 +155,7 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
     report.findings.extend(verify_digests(checkpoint))
     report.digests_checked = SignedDigest.objects.count()
     cutoff = report.verified_at - conf.seal_grace()
-    late = AuditLog.objects.filter(created_at__lt=cutoff).filter(
-        ~Exists(Seal.objects.filter(entry_id=OuterRef("pk")))
-    )
+    late = AuditLog.objects.filter(created_at__lt=cutoff).filter(~Exists(Seal.objects.filter(entry_id=OuterRef("pk"))))
     for entry_id in late.order_by("id").values_list("id", flat=True).iterator():
         report.findings.append(
             Finding("unsealed", entry_id, None, f"no seal after the grace period of {conf.seal_grace()}")
@@ -176,14 +176,18 @@ def verify_digests(checkpoint: ArchiveCheckpoint | None = None) -> list[Finding]
     except ImproperlyConfigured as exc:
         return [Finding("bad_signature", None, None, f"signed digests exist but no key to check them: {exc}")]
     seal_hashes = dict(
-        Seal.objects.filter(chain_index__in=[digest.chain_index for digest in digests]).values_list("chain_index", "hash")
+        Seal.objects.filter(chain_index__in=[digest.chain_index for digest in digests]).values_list(
+            "chain_index", "hash"
+        )
     )
     findings = []
     prev_signature = ""
     for digest in digests:
         statement = digest_statement(digest.chain_index, digest.head_hash, digest.signed_at, digest.prev_signature)
         if not is_valid(key, digest.signature, statement):
-            findings.append(Finding("bad_signature", None, digest.chain_index, "the digest's signature does not verify"))
+            findings.append(
+                Finding("bad_signature", None, digest.chain_index, "the digest's signature does not verify")
+            )
         if digest.prev_signature != prev_signature:
             findings.append(Finding("digest_chain", None, digest.chain_index, "does not sign the digest before it"))
         if checkpoint is not None and digest.chain_index <= checkpoint.chain_index:

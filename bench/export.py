@@ -80,7 +80,9 @@ def main() -> None:
 
     started = time.monotonic()
     sealed = seal_pending(full_scan=True)
-    print(f"sealed {sealed} entries in {time.monotonic() - started:.1f}s ({sealed / (time.monotonic() - started):.0f}/s)")
+    print(
+        f"sealed {sealed} entries in {time.monotonic() - started:.1f}s ({sealed / (time.monotonic() - started):.0f}/s)"
+    )
 
     # Baseline: the same rows read through a server-side cursor and thrown away.
     started = time.monotonic()
@@ -103,10 +105,14 @@ def main() -> None:
     elapsed = time.monotonic() - started
     positions = summary.last_index - summary.first_index + 1
     rate = positions / elapsed
-    print(f"export: {positions} chain positions ({summary.released} released) in {elapsed:.1f}s, {size / 2**20:.0f} MiB")
+    print(
+        f"export: {positions} chain positions ({summary.released} released) in {elapsed:.1f}s, {size / 2**20:.0f} MiB"
+    )
     print(f"export rows/s: {rate:.0f} (ratio to baseline read: {rate / baseline:.2f})")
-    print(f"peak RSS: {peak_rss_mib():.0f} MiB (before the export: {rss_before:.0f} MiB, "
-          f"ratio {peak_rss_mib() / rss_before:.2f})")
+    print(
+        f"peak RSS: {peak_rss_mib():.0f} MiB (before the export: {rss_before:.0f} MiB, "
+        f"ratio {peak_rss_mib() / rss_before:.2f})"
+    )
 
 
 if __name__ == "__main__":

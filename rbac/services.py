@@ -348,7 +348,11 @@ def user_create(
     if is_superuser:
         _check_superuser_change(actor, reason)
     user = User(
-        username=username, email=email, first_name=first_name, last_name=last_name, is_staff=is_staff,
+        username=username,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        is_staff=is_staff,
         is_superuser=is_superuser,
     )
     if password:

@@ -1,8 +1,31 @@
+import datetime as dt
+from typing import Any
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from ..models import AuditLog
 from ..selectors import with_action_prefix
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601, as a time in UTC. Python reads offsets up to ±23:59 (``+18:14``), PostgreSQL refuses any beyond
+    ±15:59 in a query; in UTC the time is the same instant and every database takes it."""
+
+    def to_python(self, value: Any) -> dt.datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(dt.UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00+01:00 is a time before year 1 in UTC
+            raise ValidationError("Out of the range of times that can be stored.", code="invalid") from exc
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 class AuditLogFilter(django_filters.FilterSet):
@@ -14,8 +37,8 @@ class AuditLogFilter(django_filters.FilterSet):
     entity_id = django_filters.CharFilter()
     outcome = django_filters.ChoiceFilter(choices=AuditLog.Outcome.choices)
     request_id = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
+    since = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
+    until = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
 
     class Meta:
         model = AuditLog

@@ -37,7 +37,11 @@ class EventInputSerializer(serializers.Serializer):
     changes = JsonObjectField(required=False, default=dict, help_text='{"field": {"before": x, "after": y}}')
     meta = JsonObjectField(required=False, default=dict)
     on_behalf_of = serializers.CharField(
-        max_length=150, required=False, allow_blank=True, default="", help_text="The end user, as the source names them."
+        max_length=150,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The end user, as the source names them.",
     )
     client_ip = serializers.IPAddressField(required=False, allow_null=True, default=None)
     occurred_at = serializers.DateTimeField(
@@ -49,7 +53,10 @@ class EventInputSerializer(serializers.Serializer):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError(
-                    {name: ["Unknown field: the server sets id, created_at, actor and the seal itself."] for name in unknown}
+                    {
+                        name: ["Unknown field: the server sets id, created_at, actor and the seal itself."]
+                        for name in unknown
+                    }
                 )
         return super().to_internal_value(data)
 
@@ -73,7 +80,7 @@ class EventBatchSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and set(data) - {"events"}:
             name = sorted(set(data) - {"events"})[0]
-            raise serializers.ValidationError({name: ["Unknown field: a batch is {\"events\": [...]}."]})
+            raise serializers.ValidationError({name: ['Unknown field: a batch is {"events": [...]}.']})
         return super().to_internal_value(data)
 
     def validate_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ from rest_framework.views import APIView
 
 from auditproject.exceptions import Conflict
 
+from .. import signing
 from ..actions import AuditAction
 from ..ingest import IdempotencyConflict, fingerprint, ingest_events
-from .. import signing
 from ..models import AuditLog, SignedDigest
 from ..redaction import redact
 from ..selectors import visible_entries
@@ -29,7 +29,6 @@ from .mixins import RecordsDeniedAttemptsMixin
 from .pagination import NewestFirstCursorPagination
 from .permissions import CanRecordEvents, IsComplianceOfficer
 from .serializers import AuditLogSerializer, SignedDigestSerializer, VerifyReportSerializer
-
 
 INGEST_EXAMPLE = """Record an event of another system. Only accounts with the permission `audit.record_event`
 (service accounts) may call it; the account is recorded as the actor, and the server sets id, time and seal.

@@ -150,7 +150,9 @@ class _HashingMember:
     """A ZIP member being written, with the SHA-256 of its content kept on the way."""
 
     def __init__(self, archive: zipfile.ZipFile, name: str) -> None:
-        self._member = archive.open(zipfile.ZipInfo(name, date_time=timezone.now().timetuple()[:6]), "w", force_zip64=True)
+        self._member = archive.open(
+            zipfile.ZipInfo(name, date_time=timezone.now().timetuple()[:6]), "w", force_zip64=True
+        )
         self.sha256 = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
@@ -196,7 +198,9 @@ def _records_csv(summary: BundleSummary, scope: ExportScope, out: _HashingMember
     writer.writerow(CSV_COLUMNS)
     for count, seal in enumerate(_positions(summary, scope), 1):
         if seal.in_scope:
-            writer.writerow(csv_row(released_record(seal.chain_index, committed_fields(seal.entry), _withheld(seal, scope.rules))))
+            writer.writerow(
+                csv_row(released_record(seal.chain_index, committed_fields(seal.entry), _withheld(seal, scope.rules)))
+            )
         if line.text:
             out.write(line.text.encode("utf-8"))
             line.text = ""

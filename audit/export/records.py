@@ -26,7 +26,12 @@ def released_record(chain_index: int, fields: Mapping[str, Any], withheld: Mappi
 
 
 def proof_of_released(
-    chain_index: int, entry_id: int, salt: bytes, fields: Mapping[str, Any], withheld: Mapping[str, RedactionRule], hash_: str
+    chain_index: int,
+    entry_id: int,
+    salt: bytes,
+    fields: Mapping[str, Any],
+    withheld: Mapping[str, RedactionRule],
+    hash_: str,
 ) -> dict:
     """Field salts of the released fields and commitments of the withheld ones: enough to recompute the digest,
     never enough to learn a withheld value. The entry's own salt stays on the server."""

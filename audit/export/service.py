@@ -89,6 +89,7 @@ def foia_release_response(*, foia_request: Any, actor: Any) -> StreamingHttpResp
         filters=filters,
         tracking_number=foia_request.tracking_number,
     )
+
     def cover(summary: BundleSummary) -> bytes:
         return cover_for(
             scope,

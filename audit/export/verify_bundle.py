@@ -62,7 +62,9 @@ def _check_manifest(manifest: dict[str, Any], key: Ed25519PublicKey, report: Bun
     if not is_valid(key, str(manifest.get("signature", "")), canonical_json(document)):
         report.problems.append("manifest.json: the signature does not verify (the manifest was changed)")
     signed = manifest["signed_digest"]
-    statement = digest_statement(signed["chain_index"], signed["head_hash"], signed["signed_at"], signed["prev_signature"])
+    statement = digest_statement(
+        signed["chain_index"], signed["head_hash"], signed["signed_at"], signed["prev_signature"]
+    )
     if not is_valid(key, signed["signature"], statement):
         report.problems.append(f"signed digest at chain #{signed['chain_index']}: the signature does not verify")
 
@@ -98,7 +100,9 @@ def _check_chain(archive: zipfile.ZipFile, manifest: dict[str, Any], report: Bun
             record = next(records, None)
             entry = proof.get("entry_id")
             if record is None or record.get("chain_index") != index or record.get("id") != entry:
-                found = "nothing" if record is None else f"entry {record.get('id')} at chain #{record.get('chain_index')}"
+                found = (
+                    "nothing" if record is None else f"entry {record.get('id')} at chain #{record.get('chain_index')}"
+                )
                 report.problems.append(
                     f"records.jsonl: entry {entry} (chain #{index}) is missing or out of order (found {found})"
                 )

@@ -12,7 +12,9 @@ class Command(BaseCommand):
     help = "Write a new Ed25519 key pair for signed digests and exports (keep the private key out of the repository)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--out", required=True, help="Directory to write audit-signing.key and audit-signing.pub to.")
+        parser.add_argument(
+            "--out", required=True, help="Directory to write audit-signing.key and audit-signing.pub to."
+        )
         parser.add_argument("--force", action="store_true", help="Replace an existing key pair.")
 
     def handle(self, *args: Any, out: str, force: bool, **options: Any) -> None:
@@ -20,7 +22,8 @@ class Command(BaseCommand):
         private_path, public_path = directory / "audit-signing.key", directory / "audit-signing.pub"
         if private_path.exists() and not force:
             raise CommandError(
-                f"{private_path} exists; pass --force to replace it (old signatures verify only with the old public key)"
+                f"{private_path} exists; pass --force to replace it "
+                "(old signatures verify only with the old public key)"
             )
         directory.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()

@@ -28,7 +28,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             account, created = User.objects.get_or_create(username=username)
             if not created and account.has_usable_password():
-                raise CommandError(f"user '{username}' is a person's account (it has a password), not a service account")
+                raise CommandError(
+                    f"user '{username}' is a person's account (it has a password), not a service account"
+                )
             if created:
                 account.set_unusable_password()
                 account.save(update_fields=["password"])

@@ -151,7 +151,9 @@ class Command(BaseCommand):
             elif lock.owner_id == person.pk or rng.random() < 0.3:
                 locks.checkin(actor=person, lock_id=lock.pk)
             elif rng.random() < 0.15:
-                locks.force_checkin(actor=users["admin"], lock_id=lock.pk, reason="owner on leave; release for the build")
+                locks.force_checkin(
+                    actor=users["admin"], lock_id=lock.pk, reason="owner on leave; release for the build"
+                )
             else:
                 locks.checkout(actor=person, repository=repository, path=path)
         except (LockConflict, PermissionDenied):
