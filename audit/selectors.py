@@ -113,7 +113,8 @@ def console_search(entries: QuerySet[AuditLog], term: str) -> QuerySet[AuditLog]
     if not term:
         return entries
     match = Q(request_id=term) | Q(entity_id=term)
-    if term.isdigit():
+    # ASCII digits only: str.isdigit() is true of "²" too, which int() refuses.
+    if term.isascii() and term.isdigit():
         match |= Q(id=int(term))
     actor_ids = list(get_user_model().objects.filter(username=term).values_list("pk", flat=True)[:1])
     if actor_ids:

@@ -23,7 +23,11 @@ class JsonObjectField(serializers.DictField):
             raise serializers.ValidationError(f"Expected a JSON object, got {type(data).__name__}.")
         value = super().to_internal_value(data)
         # Measured as the recorder will store it: after redaction, in UTF-8.
-        size = len(json.dumps(redact(value), ensure_ascii=False).encode("utf-8"))
+        try:
+            size = len(json.dumps(redact(value), ensure_ascii=False).encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            # A lone surrogate ("\ud800"): valid in a JSON string, not text any database can store.
+            raise serializers.ValidationError("Contains a lone surrogate, which is not valid Unicode text.") from exc
         if size > conf.max_json_bytes():
             raise serializers.ValidationError(f"Larger than {conf.max_json_bytes()} bytes ({size}).")
         return value

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import prefetch_related_objects
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -132,7 +132,10 @@ class AuditEventBatchApi(RecordsDeniedAttemptsMixin, APIView):
     @extend_schema(
         summary="Record up to 1,000 events at once",
         request=EventBatchSerializer,
-        responses={201: AuditLogSerializer(many=True)},
+        # The entries under "events", as the request sends them.
+        responses={
+            201: inline_serializer("RecordedEventBatch", fields={"events": AuditLogSerializer(many=True)}),
+        },
         parameters=[IDEMPOTENCY_KEY],
     )
     def post(self, request: Request) -> Response:

@@ -80,12 +80,18 @@ class LfsApiView(APIView):
             raise Http404(f"Unknown repository '{slug}': ask an administrator to register it") from None
 
 
+def _number(text: str) -> int | None:
+    """``text`` as a lock id or cursor: ASCII digits only (str.isdigit() is true of "²" too, which int() refuses)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _after_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
-    if not cursor.isdigit():
+    after = _number(cursor)
+    if after is None:
         raise exceptions.ValidationError({"cursor": ["Not a cursor this server gave out."]})
-    return int(cursor)
+    return after
 
 
 def _page(locks: Any, cursor: str | None, limit: int | None) -> tuple[list[FileLock], str | None]:
@@ -109,8 +115,8 @@ class LfsLocksApi(LfsApiView):
             except InvalidPath as exc:
                 raise exceptions.ValidationError({"path": [str(exc)]}) from exc
         if "id" in params.validated_data:
-            lock_id = params.validated_data["id"]
-            locks = locks.filter(pk=int(lock_id)) if lock_id.isdigit() else locks.none()
+            lock_pk = _number(params.validated_data["id"])
+            locks = locks.filter(pk=lock_pk) if lock_pk is not None else locks.none()
         page, next_cursor = _page(locks, params.validated_data.get("cursor"), params.validated_data.get("limit"))
         body: dict[str, Any] = {"locks": [lock_json(lock) for lock in page]}
         if next_cursor:
@@ -156,9 +162,10 @@ class LfsUnlockApi(LfsApiView):
         repo = self.repository(repository)
         data = UnlockSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        lock_pk = _number(lock_id)
         owner_id = (
-            FileLock.objects.filter(pk=int(lock_id), repository=repo).values_list("owner_id", flat=True).first()
-            if lock_id.isdigit()
+            FileLock.objects.filter(pk=lock_pk, repository=repo).values_list("owner_id", flat=True).first()
+            if lock_pk is not None
             else None
         )
         if owner_id is None:
@@ -166,7 +173,7 @@ class LfsUnlockApi(LfsApiView):
         # The client sends force=true whenever the file has uncommitted changes, for the owner too: releasing
         # one's own lock is a plain check-in, not an override that needs the force right.
         if data.validated_data["force"] and owner_id != request.user.pk:
-            lock = services.force_checkin(actor=request.user, lock_id=int(lock_id), reason=FORCE_REASON)
+            lock = services.force_checkin(actor=request.user, lock_id=lock_pk, reason=FORCE_REASON)
         else:
-            lock = services.checkin(actor=request.user, lock_id=int(lock_id))
+            lock = services.checkin(actor=request.user, lock_id=lock_pk)
         return Response({"lock": lock_json(lock)})

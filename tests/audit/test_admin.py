@@ -312,6 +312,12 @@ def test_changelist_is_newest_first(db, officer_client, dataset):
             id="datetime-until-exclusive",
         ),
         pytest.param({"until": "2024-01-01"}, {"role_create"}, id="until-only-whole-day"),
+        pytest.param(
+            # Offsets beyond ±15:59, which PostgreSQL refuses in a query: compared as the same instants in UTC.
+            {"since": "2024-01-02T18:00:00+18:00", "until": "2024-01-03T06:00:00-18:00"},
+            {"role_perm_replace", "group_create"},
+            id="offsets-beyond-15-hours",
+        ),
         pytest.param({"family": "ROLE", "outcome__exact": "denied"}, {"role_perm_replace"}, id="combined"),
     ],
 )
@@ -366,6 +372,25 @@ def test_bad_date_is_rejected_not_a_crash(db, officer_client):
 
 
 @pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"since": "2024-13-01"}, id="no-month-13"),
+        pytest.param({"since": "2024-02-30T10:00:00"}, id="no-february-30"),
+        pytest.param({"until": "2024-01-01T25:00:00"}, id="no-hour-25"),
+        pytest.param({"until": "9999-12-31"}, id="end-of-day-beyond-year-9999"),
+        pytest.param({"since": "0001-01-01T00:00:00+01:00"}, id="before-year-1-in-utc"),
+    ],
+)
+def test_date_that_does_not_exist_or_cannot_be_stored_is_rejected_not_a_crash(db, officer_client, params):
+    """A well-formed date that does not exist (month 13, February 30, hour 25) or lies outside the times a database
+    stores makes the changelist redirect with ?e=1, as garbage does, not raise a 500."""
+    response = officer_client.get(CHANGELIST_URL, params)
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
+@pytest.mark.parametrize(
     ("term", "expected"),
     [
         pytest.param(lambda d: "req-b", {"role_perm_replace"}, id="request-id"),
@@ -374,6 +399,7 @@ def test_bad_date_is_rejected_not_a_crash(db, officer_client):
         pytest.param(lambda d: "role-7", {"role_create"}, id="entity-id"),
         pytest.param(lambda d: "req", set(), id="no-partial-match"),
         pytest.param(lambda d: "REQ-B", set(), id="case-sensitive"),
+        pytest.param(lambda d: "²", set(), id="superscript-digit-is-no-entry-id"),  # isdigit(), yet not for int()
     ],
 )
 def test_search_matches_exactly(db, officer_client, dataset, term, expected):

@@ -241,6 +241,12 @@ def test_unknown_entry_id_gives_404(db, api_client, officer):
             id="since+until-with-offset",
         ),
         pytest.param(
+            # Offsets beyond ±15:59 are valid ISO 8601 that PostgreSQL refuses in a query: compared in UTC.
+            lambda d, u, o: {"since": "2024-01-03T04:00:00+18:00", "until": "2024-01-03T00:00:00-18:00"},
+            {"role_perm_replace", "group_create"},
+            id="since+until-with-offset-beyond-15-hours",
+        ),
+        pytest.param(
             lambda d, u, o: {"action": "ROLE.", "outcome": "success"}, {"role_create"}, id="filters-combine"
         ),
     ],
@@ -269,6 +275,7 @@ def test_filters_apply_within_an_ordinary_users_scope(db, api_client, user, othe
     [
         ({"since": "garbage"}, "since"),
         ({"until": "yesterday"}, "until"),
+        ({"until": "0001-01-01T00:00:00+01:00"}, "until"),  # before year 1 in UTC
         ({"outcome": "nope"}, "outcome"),
         ({"actor": "someone"}, "actor"),
     ],

@@ -6,6 +6,7 @@ retries with an Idempotency-Key return the first result.
 """
 
 import datetime as dt
+import json
 import re
 import threading
 from io import StringIO
@@ -785,6 +786,25 @@ def test_oversized_meta_in_a_batch_names_the_index(service_client, settings):
 
     assert response.status_code == 400
     assert response.json()["message"].startswith("events[3].meta:")
+    assert ingested() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        (EVENTS_URL, {"action": CODE, "meta": {"note": "\ud800"}}, "meta"),
+        (EVENTS_URL, {"action": CODE, "changes": {"\udfff": 1}}, "changes"),
+        (BATCH_URL, {"events": [{"action": CODE, "meta": {"note": "\ud800"}}]}, "events[0].meta"),
+    ],
+)
+def test_lone_surrogate_in_a_json_object_gives_400_naming_the_field(service_client, url, body, field):
+    """A lone surrogate (\\ud800) in a value or key of meta or changes, valid JSON but no text a database stores,
+    is a 400 naming the field, not a 500; nothing is recorded."""
+    # json.dumps writes the surrogate as the escape \\ud800 (ASCII), as a client's JSON would carry it.
+    response = service_client.post(url, json.dumps(body), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(f"{field}:")
     assert ingested() == []
 
 

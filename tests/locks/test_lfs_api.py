@@ -308,6 +308,7 @@ def test_list_by_id_answers_that_lock_only(as_alice):
     assert as_alice.locks(id=wanted["id"]).json() == {"locks": [wanted]}
     assert as_alice.locks(id="999999").json() == {"locks": []}
     assert as_alice.locks(id="a/b").json() == {"locks": []}
+    assert as_alice.locks(id="²").json() == {"locks": []}  # a digit to str.isdigit(), not to int()
 
 
 def test_list_pages_with_limit_and_next_cursor_cover_every_lock_exactly_once(as_alice, alice, bob, repo):
@@ -346,8 +347,11 @@ def test_list_without_limit_answers_pages_of_100(as_alice, alice, repo):
 
 
 def test_list_with_a_cursor_it_did_not_give_out_answers_422(as_alice):
-    """A cursor that is not one of the server's is a bad request (422 with a message), not an empty page."""
+    """A cursor that is not one of the server's is a bad request (422 with a message), not an empty page nor a
+    500: "²" included, a digit to str.isdigit() that int() refuses; verify answers the same."""
     _assert_error(as_alice.locks(cursor="not-a-cursor"), 422)
+    _assert_error(as_alice.locks(cursor="²"), 422)
+    _assert_error(as_alice.verify(cursor="²"), 422)
 
 
 # --- verify ---------------------------------------------------------------------------------------------------
@@ -475,7 +479,7 @@ def test_unlock_of_an_unknown_lock_id_answers_404_with_a_message(as_alice, alice
     other = Repository.objects.create(slug="other", name="Other")
     foreign = checkout(actor=alice, repository=other, path="a.psd")
 
-    for lock_id in ("999999", "abc", str(foreign.pk)):
+    for lock_id in ("999999", "abc", "²", str(foreign.pk)):
         _assert_error(as_alice.unlock(lock_id), 404)
         _assert_error(as_alice.unlock(lock_id, force=True), 404)
 
