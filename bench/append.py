@@ -79,7 +79,10 @@ def make_writes(scenario: str, user):
         with transaction.atomic():
             widget = save()
             PlainAudit.objects.create(
-                actor_id=user.pk, action="WIDGET.CREATE", entity="Widget", entity_id=str(widget.pk),
+                actor_id=user.pk,
+                action="WIDGET.CREATE",
+                entity="Widget",
+                entity_id=str(widget.pk),
                 changes=changes(widget),
             )
 
@@ -225,8 +228,11 @@ def main() -> None:
     user.user_permissions.set(Permission.objects.filter(content_type__app_label="locks"))
 
     scan = "off" if args.without_anomaly_scan else "on"
-    print(f"append benchmark: {os.cpu_count()} cores, load {load()}, {args.seconds:g} s per run, "
-          f"median of {args.repeat}, anomaly scan after sealing {scan}", flush=True)
+    print(
+        f"append benchmark: {os.cpu_count()} cores, load {load()}, {args.seconds:g} s per run, "
+        f"median of {args.repeat}, anomaly scan after sealing {scan}",
+        flush=True,
+    )
     rates: dict[tuple[str, int], float] = {}
     for writers in counts:
         samples: dict[str, list[float]] = {scenario: [] for scenario in scenarios}
