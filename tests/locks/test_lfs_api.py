@@ -1,4 +1,4 @@
-"""The Git LFS File Locking API at the wire level, as the git-lfs client speaks it (the contract the real client follows).
+"""The Git LFS File Locking API at the wire level, as the real git-lfs client speaks it.
 
 Requests carry HTTP Basic credentials, ``Accept: application/vnd.git-lfs+json`` and, with a body,
 ``Content-Type: application/vnd.git-lfs+json; charset=utf-8``; answers come back in that media type, and every
