@@ -14,8 +14,6 @@ from audit.actions import AuditAction
 from audit.models import AuditLog
 from locks import services
 from locks.models import FileLock, Repository
-from rbac.defaults import bootstrap_default_roles
-from rbac.models import Role
 from tests.factories.users import UserFactory
 
 LIST_URL = "/api/locks"
@@ -37,41 +35,6 @@ def _test_settings(settings):
     settings.ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
     # Users are created per test; the production hasher's iterations would dominate the run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def roles(db) -> dict[str, Role]:
-    bootstrap_default_roles()
-    return {role.name: role for role in Role.objects.all()}
-
-
-@pytest.fixture
-def repository(db) -> Repository:
-    return Repository.objects.create(slug="game-art", name="Game art")
-
-
-@pytest.fixture
-def owner(user, roles):
-    roles["member"].users.add(user)
-    return user
-
-
-@pytest.fixture
-def rival(other_user, roles):
-    roles["member"].users.add(other_user)
-    return other_user
-
-
-@pytest.fixture
-def lock_admin(roles):
-    admin = UserFactory(username="lockadmin")
-    roles["lock administrator"].users.add(admin)
-    return admin
-
-
-@pytest.fixture
-def lock(owner, repository) -> FileLock:
-    return services.checkout(actor=owner, repository=repository, path="design/model.psd", ref_name="refs/heads/main")
 
 
 def client_for(user: Any) -> APIClient:
