@@ -20,26 +20,10 @@ from audit.archive import approve_archive, default_before, request_archive
 from audit.models import ArchiveCheckpoint, ArchiveGuard, ArchiveRequest, AuditLog, Seal
 from audit.sealing import seal_pending
 from audit.verify import verify_chain
-from tests.audit.archive_helpers import CUTOFF, Keys, Trail, grant, make_keys, old_trail, utc
+from tests.audit.archive_helpers import CUTOFF, Keys, grant, utc
 from tests.factories.users import UserFactory
 
 OFFICER_RIGHTS = ("request_archive", "approve_archive")
-
-
-@pytest.fixture
-def keys(tmp_path, settings) -> Keys:
-    return make_keys(tmp_path / "keys", settings)
-
-
-@pytest.fixture
-def archive_dir(tmp_path, settings) -> Path:
-    settings.AUDIT_ARCHIVE_DIR = str(tmp_path / "archive")
-    return tmp_path / "archive"
-
-
-@pytest.fixture
-def trail(db, keys, archive_dir) -> Trail:
-    return old_trail()
 
 
 @pytest.fixture

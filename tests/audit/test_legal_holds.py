@@ -2,7 +2,6 @@
 
 import datetime as dt
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -14,24 +13,8 @@ from audit.actions import AuditAction
 from audit.archive import approve_archive, request_archive
 from audit.holds import create_legal_hold, first_covered, release_legal_hold
 from audit.models import ArchiveCheckpoint, ArchiveRequest, AuditLog, LegalHold
-from tests.audit.archive_helpers import CUTOFF, Keys, Trail, grant, make_keys, old_trail, utc
+from tests.audit.archive_helpers import CUTOFF, grant, utc
 from tests.factories.users import UserFactory
-
-
-@pytest.fixture
-def keys(tmp_path, settings) -> Keys:
-    return make_keys(tmp_path / "keys", settings)
-
-
-@pytest.fixture
-def archive_dir(tmp_path, settings) -> Path:
-    settings.AUDIT_ARCHIVE_DIR = str(tmp_path / "archive")
-    return tmp_path / "archive"
-
-
-@pytest.fixture
-def trail(db, keys, archive_dir) -> Trail:
-    return old_trail()
 
 
 @pytest.fixture
