@@ -26,6 +26,7 @@ from .export.bundle import ExportError, ExportScope
 from .export.flat import Format, export_entries
 from .export.service import cover_for, export_response
 from .models import AuditLog, RegisteredAction
+from .privacy import reveal, subjects_of
 from .selectors import console_search, same_entity, same_request
 from .services import record
 from .text import iso_utc, printable
@@ -58,6 +59,12 @@ class NewestFirstChangeList(ChangeList):
 
     def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[str]:
         return ["-id"]
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # The page's personal fields decrypted with one query for all their keys. Iterating fills the queryset's
+        # cache, so the template shows these very instances; the paginator's page shares that queryset.
+        reveal(self.result_list)
 
 
 def _json_cell(value: Any) -> str:
@@ -150,21 +157,32 @@ class AuditLogAdmin(admin.ModelAdmin):
         # Only a rendered list is a view: an export records AUDIT.EXPORT itself, a redirect shows nothing.
         if isinstance(response, TemplateResponse) and response.status_code == 200:
             filters = {key: value for key, value in request.GET.items()}
+            shown = response.context_data["cl"].result_list
             record(
-                AuditAction.AUDIT_VIEW, entity="AuditLog", meta={"filters": filters, "via": "admin"}, actor=request.user
+                AuditAction.AUDIT_VIEW,
+                entity="AuditLog",
+                meta={"filters": filters, "via": "admin", "subjects": subjects_of(shown)},
+                actor=request.user,
             )
         return response
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> AuditLog | None:
+        entry = super().get_object(request, object_id, from_field)
+        if entry is not None:
+            reveal([entry])
+        return entry
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         response = super().change_view(request, object_id, form_url, extra_context)
         if response.status_code == 200:
+            shown = response.context_data["original"] if isinstance(response, TemplateResponse) else None
             record(
                 AuditAction.AUDIT_VIEW,
                 entity="AuditLog",
                 entity_id=object_id,
-                meta={"via": "admin"},
+                meta={"via": "admin", "subjects": subjects_of([shown] if shown is not None else [])},
                 actor=request.user,
             )
         return response
@@ -337,7 +355,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         if not entry.request_id:
             return "— (recorded outside a request)"
         return self._related(
-            same_request(entry),
+            reveal_list(same_request(entry)),
             self._changelist_url(request_id=entry.request_id),
             f"All entries of request {printable(entry.request_id)}",
         )
@@ -347,10 +365,15 @@ class AuditLogAdmin(admin.ModelAdmin):
         if not entry.entity or not entry.entity_id:
             return "— (no entity id)"
         return self._related(
-            same_entity(entry),
+            reveal_list(same_entity(entry)),
             self._changelist_url(entity=entry.entity, entity_id=entry.entity_id),
             f"All entries of {printable(entry.entity)} {printable(entry.entity_id)}",
         )
+
+
+def reveal_list(entries: list[AuditLog]) -> list[AuditLog]:
+    reveal(entries)
+    return entries
 
 
 @admin.register(RegisteredAction)

@@ -39,7 +39,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
-from . import conf, context
+from . import conf, context, privacy
 from .actions import AuditAction
 from .models import Anomaly, AnomalyScanState, AuditLog, Seal
 from .services import Outcome, audited, record
@@ -95,7 +95,22 @@ def _event(row: dict[str, Any]) -> Event:
 
 def _events(entries: QuerySet[AuditLog]) -> list[Event]:
     # meta.username is read in SQL: whole meta documents (up to AUDIT_MAX_JSON_BYTES each) are not loaded.
-    rows = entries.annotate(attempted=KeyTextTransform("username", "meta")).values(*_EVENT_FIELDS, "attempted")
+    rows = list(
+        entries.annotate(attempted=KeyTextTransform("username", "meta")).values(
+            *_EVENT_FIELDS, "attempted", "salt", "personal"
+        )
+    )
+    # Encrypted actor labels and addresses, decrypted with one key query for all rows.
+    personal = privacy.personal_of(
+        (AuditLog(id=row["id"], actor_id=row["actor_id"], salt=row["salt"], personal=row["personal"]) for row in rows),
+        using=entries.db,
+        after_commit_scan=True,
+    )
+    for row in rows:
+        found = personal.get(row["id"])
+        if found is not None:
+            row["actor_label"] = privacy.ERASED if found.erased else found.values["actor_label"]
+            row["ip_address"] = None if found.erased else found.values["ip_address"]
     return [_event(row) for row in rows]
 
 
@@ -290,8 +305,10 @@ def _refusals_around(triggers: Sequence[Event], window: dt.timedelta, using: str
     addresses = {event.ip_address for event in triggers if event.ip_address}
     if not actors and not addresses:
         return []
+    buckets = {privacy.ip_bucket(address) for address in addresses}
     entries = AuditLog.objects.using(using).filter(
-        Q(actor_id__in=actors) | Q(ip_address__in=addresses),
+        # The bucket finds encrypted addresses too; its other addresses fall into other subjects of the timeline.
+        Q(actor_id__in=actors) | Q(ip_address__in=addresses) | Q(ip_bucket__in=buckets),
         outcome=Outcome.DENIED,
         created_at__gte=min(event.created_at for event in triggers) - window,
         created_at__lte=max(event.created_at for event in triggers),

@@ -160,3 +160,17 @@ def archive_dir() -> str:
     """Where ``audit_archive`` writes its signed segments (``AUDIT_ARCHIVE_DIR``)."""
     directory = getattr(settings, "AUDIT_ARCHIVE_DIR", "") or str(settings.BASE_DIR / "var" / "archive")
     return str(directory)
+
+
+# --- privacy (audit/privacy.py) -------------------------------------------------------------------------------------
+
+
+def personal_meta_keys() -> tuple[str, ...]:
+    """Top-level ``meta`` keys that hold personal data of the actor, encrypted like the actor's label and address."""
+    return tuple(getattr(settings, "AUDIT_PERSONAL_META_KEYS", ("email",)))
+
+
+def subject_key_cache_seconds() -> float:
+    """How long a process writes with a subject key it read before reading it again: the longest time another
+    process may go on encrypting under a key that an erasure has just destroyed."""
+    return float(getattr(settings, "AUDIT_SUBJECT_KEY_CACHE_SECONDS", 60))

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from .actions import AuditAction
 from .models import Anomaly, AuditLog, Seal, SignedDigest
+from .privacy import reveal
 from .selectors import can_view_all
 from .text import printable
 
@@ -257,10 +258,12 @@ def chain_status() -> ChainStatus:
     """What the last AUDIT.VERIFY found, the chain head and the newest signed digest: three indexed look-ups."""
     last_verify = (
         AuditLog.objects.filter(action=AuditAction.AUDIT_VERIFY)
-        .only("id", "created_at", "outcome", "meta", "actor_label", "actor_id")
+        .only("id", "created_at", "outcome", "meta", "actor_label", "actor_id", "salt", "personal")
         .order_by("-id")
         .first()
     )
+    if last_verify is not None:
+        reveal([last_verify])
     head = Seal.objects.order_by("-chain_index").values("chain_index", "hash", "sealed_at").first()
     digest = SignedDigest.objects.order_by("-chain_index").first()
     return ChainStatus(last_verify=last_verify, head=head, digest=digest)
@@ -301,9 +304,24 @@ def recent_entries(outcome: str, *, limit: int = RECENT) -> list[EntryRow]:
     """The newest ``limit`` entries with ``outcome``: a backward walk of the ``(outcome, id)`` index."""
     entries = (
         AuditLog.objects.filter(outcome=outcome)
-        .only("id", "created_at", "actor_id", "actor_label", "action", "entity", "entity_id", "ip_address", "outcome")
+        .only(
+            "id",
+            "created_at",
+            "actor_id",
+            "actor_label",
+            "action",
+            "entity",
+            "entity_id",
+            "ip_address",
+            "outcome",
+            "meta",
+            "salt",
+            "personal",
+        )
         .order_by("-id")[:limit]
     )
+    entries = list(entries)
+    reveal(entries)
     return [_row(entry) for entry in entries]
 
 

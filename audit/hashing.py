@@ -89,8 +89,12 @@ def digest_of_commitments(commitments: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical_json(dict(commitments))).hexdigest()
 
 
-def entry_digest(salt: bytes, fields: Mapping[str, Any]) -> str:
-    return digest_of_commitments(field_commitments(salt, fields))
+def entry_digest(salt: bytes, fields: Mapping[str, Any], known: Mapping[str, str] | None = None) -> str:
+    """``known``: commitments that stand in for fields whose value is not stored in the clear (audit.privacy)."""
+    if not known:
+        return digest_of_commitments(field_commitments(salt, fields))
+    plain = {name: value for name, value in fields.items() if name not in known}
+    return digest_of_commitments({**field_commitments(salt, plain), **known})
 
 
 def chain_hash(prev_hash: str, digest: str) -> str:

@@ -80,6 +80,15 @@ class AuditLog(AppendOnlyModel):
     occurred_at = models.DateTimeField(null=True, blank=True, help_text="When it happened, as the source system says.")
     # Secret per-entry key of the field commitments; never leaves the server.
     salt = models.BinaryField(max_length=16, editable=False)
+    # GDPR: an actor's personal fields, AES-GCM under the actor's key (audit.privacy); the plain columns stay empty.
+    # The commitments over the plaintext stand in for those columns in the digest, so the chain outlives the key.
+    personal = models.BinaryField(null=True, editable=False)
+    personal_commitments = models.JSONField(null=True, editable=False)
+    # A keyed 16-bit bucket of the encrypted IP address: enough to find candidate entries by address (anomaly rules),
+    # each bucket shared by some 65,000 IPv4 addresses, so it does not give the address back after erasure.
+    # NULL, not "": a column without a default is added in place, where SQLite would rebuild the table (and lose
+    # its append-only triggers).
+    ip_bucket = models.CharField(max_length=4, null=True, editable=False)  # noqa: DJ001
 
     class Meta:
         ordering = ["-id"]
@@ -95,6 +104,7 @@ class AuditLog(AppendOnlyModel):
             models.Index(fields=["request_id"], name="audit_request_id"),
             # The console's latest refused and failed entries: an index walk, however rare they are.
             models.Index(fields=["outcome", "id"], name="audit_outcome_id"),
+            models.Index(fields=["ip_bucket"], name="audit_ip_bucket"),
         ]
 
     def __str__(self) -> str:
@@ -189,4 +199,5 @@ class IdempotencyRecord(models.Model):
 
 from .anomaly_models import Anomaly, AnomalyScanState  # noqa: E402,F401
 from .foia_models import FoiaRequest, RedactionProfile  # noqa: E402,F401
+from .privacy_models import SubjectKey  # noqa: E402,F401
 from .retention_models import ArchiveCheckpoint, ArchiveGuard, ArchiveRequest, LegalHold  # noqa: E402,F401

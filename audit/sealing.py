@@ -47,7 +47,7 @@ def committed_fields(entry: AuditLog) -> dict[str, Any]:
 
 
 def digest_of(entry: AuditLog) -> str:
-    return entry_digest(bytes(entry.salt), committed_fields(entry))
+    return entry_digest(bytes(entry.salt), committed_fields(entry), entry.personal_commitments)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from .actions import ACTION_CODE_RE
 from .diff import diff, snapshot
 from .exceptions import InvalidAuditEntry
 from .models import AuditLog
+from .privacy import protected
 from .redaction import redact
 from .sealing import schedule_seal
 from .selectors import unknown_actions
@@ -208,7 +209,7 @@ def record(
     alias = _alias_for_independent_write(using) if independent else using
     # No savepoint: one statement needs none, and if the INSERT fails inside the caller's transaction, that
     # transaction can only roll back; a savepoint would let a caller catch the error and commit unaudited.
-    with transaction.atomic(using=alias, savepoint=False):
+    with protected([entry], using=alias), transaction.atomic(using=alias, savepoint=False):
         entry.save(using=alias)
     schedule_seal([entry.pk], alias)
     return entry
@@ -227,7 +228,7 @@ def record_many(
     actor = _acting_user(actor, ctx)
     perms = perms_snapshot(actor)
     entries = [_build_entry(spec, actor=actor, perms=perms, ctx=ctx) for spec in specs]
-    with transaction.atomic(using=using, savepoint=False):
+    with protected(entries, using=using), transaction.atomic(using=using, savepoint=False):
         AuditLog.objects.using(using).bulk_create(entries, batch_size=BULK_BATCH_SIZE)
     schedule_seal([entry.pk for entry in entries], using)
     return entries

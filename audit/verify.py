@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from . import conf
+from . import conf, privacy
 from .hashing import GENESIS_HASH, chain_hash, digest_statement
 from .models import ArchiveCheckpoint, AuditLog, Seal, SignedDigest
 from .sealing import digest_of
@@ -85,7 +85,8 @@ def _seals_in_chunks(after: int = -1) -> Iterator[list[Seal]]:
 def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Walk the chain from its start and report what no longer matches.
 
-    - ``modified``: an entry whose recomputed digest differs from the one it was sealed with;
+    - ``modified``: an entry whose recomputed digest differs from the one it was sealed with, or whose encrypted
+      personal fields no longer give the commitments it was sealed with (checked while the subject's key exists);
     - ``missing``: a seal whose entry is gone;
     - ``gap``: chain positions missing between two seals (a removed seal);
     - ``broken_link``: a seal whose ``prev_hash`` or ``hash`` does not follow from the seal before it;
@@ -118,6 +119,7 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
             )
     for seals in _seals_in_chunks(after=expected_index - 1):
         entries = AuditLog.objects.in_bulk([seal.entry_id for seal in seals])
+        personal_problems = privacy.findings(entries.values())
         for seal in seals:
             if seal.chain_index != expected_index:
                 report.findings.append(
@@ -144,6 +146,10 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
             elif digest_of(entry) != seal.digest:
                 report.findings.append(
                     Finding("modified", seal.entry_id, seal.chain_index, "the entry no longer matches its seal")
+                )
+            elif entry.pk in personal_problems:
+                report.findings.append(
+                    Finding("modified", seal.entry_id, seal.chain_index, personal_problems[entry.pk])
                 )
             # Go on from the stored seal, so one finding does not turn every later position into a finding.
             prev_hash = seal.hash

@@ -19,6 +19,7 @@ from .. import signing
 from ..actions import AuditAction
 from ..ingest import IdempotencyConflict, fingerprint, ingest_events
 from ..models import AuditLog, SignedDigest
+from ..privacy import reveal, subjects_of
 from ..redaction import redact
 from ..selectors import visible_entries
 from ..services import Outcome, record
@@ -76,6 +77,8 @@ def _ingest(request: Request, events: list[dict[str, Any]]) -> tuple[list[AuditL
         raise Conflict(str(exc)) from exc
     # The seals were written when the transaction committed; one query fetches them all.
     prefetch_related_objects(result.entries, "seal")
+    if result.replayed:
+        reveal(result.entries)
     return result.entries, {"Idempotent-Replayed": "true"} if result.replayed else {}
 
 
@@ -98,12 +101,23 @@ class AuditEventListApi(RecordsDeniedAttemptsMixin, generics.ListAPIView):
     def get_queryset(self) -> Any:
         return visible_entries(viewer=self.request.user)
 
+    def paginate_queryset(self, queryset: Any) -> list[AuditLog] | None:
+        page = super().paginate_queryset(queryset)
+        if page is not None:
+            reveal(page)
+            self._shown = page
+        return page
+
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().list(request, *args, **kwargs)
         record(
             AuditAction.AUDIT_VIEW,
             entity="AuditLog",
-            meta={"filters": redact(dict(request.query_params.items())), "returned": len(response.data["results"])},
+            meta={
+                "filters": redact(dict(request.query_params.items())),
+                "returned": len(response.data["results"]),
+                "subjects": subjects_of(getattr(self, "_shown", [])),
+            },
             actor=request.user,
         )
         return response
@@ -151,11 +165,20 @@ class AuditEventDetailApi(generics.RetrieveAPIView):
     serializer_class = AuditLogSerializer
 
     def get_object(self) -> AuditLog:
-        return get_object_or_404(visible_entries(viewer=self.request.user), pk=self.kwargs["pk"])
+        entry = get_object_or_404(visible_entries(viewer=self.request.user), pk=self.kwargs["pk"])
+        reveal([entry])
+        self._shown = entry
+        return entry
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().retrieve(request, *args, **kwargs)
-        record(AuditAction.AUDIT_VIEW, entity="AuditLog", entity_id=kwargs["pk"], actor=request.user)
+        record(
+            AuditAction.AUDIT_VIEW,
+            entity="AuditLog",
+            entity_id=kwargs["pk"],
+            meta={"subjects": subjects_of([self._shown])},
+            actor=request.user,
+        )
         return response
 
 

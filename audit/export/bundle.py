@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Exists, Max, Min, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from .. import signing
+from .. import privacy, signing
 from ..digests import make_digest
 from ..hashing import COMMITTED_FIELDS, canonical_json, canonical_value
 from ..models import AuditLog, Seal, SignedDigest
@@ -114,13 +114,30 @@ def _positions(summary: BundleSummary, scope: ExportScope) -> Iterator[Seal]:
     )
     expected = summary.first_index
     # A server-side cursor on PostgreSQL: memory stays flat however long the range.
-    for seal in positions.iterator(chunk_size=CHUNK_ROWS):
+    for seal in _with_personal(positions.iterator(chunk_size=CHUNK_ROWS), summary):
         if seal.chain_index != expected:
             raise ExportError(f"The chain is broken at position {expected}; run `manage.py audit_verify`.")
         expected += 1
         yield seal
     if expected != summary.last_index + 1:
         raise ExportError(f"The chain is broken at position {expected}; run `manage.py audit_verify`.")
+
+
+def _with_personal(seals: Iterator[Seal], summary: BundleSummary) -> Iterator[Seal]:
+    """Each seal with ``personal`` set to its entry's decrypted personal fields (None if not encrypted). The keys of
+    every subject in the range are read first, in one query: buffering rows to batch key look-ups held too much."""
+    keys = privacy.keys_of_subjects(
+        AuditLog.objects.filter(
+            seal__chain_index__gte=summary.first_index, seal__chain_index__lte=summary.last_index
+        ).values("actor_id")
+    )
+    for seal in seals:
+        seal.personal = privacy.personal_with(seal.entry, keys) if seal.in_scope else None
+        yield seal
+
+
+def _released(seal: Seal) -> tuple[dict[str, Any], dict[str, str]]:
+    return privacy.released_fields(seal.entry, committed_fields(seal.entry), seal.personal)
 
 
 def _withheld(seal: Seal, rules: list[RedactionRule]) -> dict[str, RedactionRule]:
@@ -172,9 +189,10 @@ def _records_jsonl(summary: BundleSummary, scope: ExportScope, out: _HashingMemb
     for count, seal in enumerate(_positions(summary, scope), 1):
         if seal.in_scope:
             withheld = _withheld(seal, scope.rules)
-            out.write(_jsonl(released_record(seal.chain_index, committed_fields(seal.entry), withheld)))
+            fields, erased = _released(seal)
+            out.write(_jsonl(released_record(seal.chain_index, fields, withheld, erased)))
             summary.released += 1
-            summary.fields_withheld += len(withheld)
+            summary.fields_withheld += len(withheld.keys() | erased.keys())
             summary.exemptions.update(rule.exemption for rule in withheld.values())
         else:
             summary.out_of_scope += 1
@@ -198,9 +216,8 @@ def _records_csv(summary: BundleSummary, scope: ExportScope, out: _HashingMember
     writer.writerow(CSV_COLUMNS)
     for count, seal in enumerate(_positions(summary, scope), 1):
         if seal.in_scope:
-            writer.writerow(
-                csv_row(released_record(seal.chain_index, committed_fields(seal.entry), _withheld(seal, scope.rules)))
-            )
+            fields, erased = _released(seal)
+            writer.writerow(csv_row(released_record(seal.chain_index, fields, _withheld(seal, scope.rules), erased)))
         if line.text:
             out.write(line.text.encode("utf-8"))
             line.text = ""
@@ -212,13 +229,9 @@ def _proof_jsonl(summary: BundleSummary, scope: ExportScope, out: _HashingMember
     for count, seal in enumerate(_positions(summary, scope), 1):
         if seal.in_scope:
             entry = seal.entry
+            fields, erased = _released(seal)
             row = proof_of_released(
-                seal.chain_index,
-                entry.pk,
-                bytes(entry.salt),
-                committed_fields(entry),
-                _withheld(seal, scope.rules),
-                seal.hash,
+                seal.chain_index, entry.pk, bytes(entry.salt), fields, _withheld(seal, scope.rules), seal.hash, erased
             )
         else:
             row = proof_of_out_of_scope(seal.chain_index, seal.digest, seal.hash)

@@ -70,7 +70,8 @@ def _check_manifest(manifest: dict[str, Any], key: Ed25519PublicKey, report: Bun
 
 
 def _is_mark(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("[REDACTED ") and value.endswith("]")
+    """An exemption's mark, or the mark of a personal field erased under GDPR Art. 17."""
+    return value == "[ERASED]" or (isinstance(value, str) and value.startswith("[REDACTED ") and value.endswith("]"))
 
 
 def _released_digest(proof: dict[str, Any], record: dict[str, Any], fields: list[str]) -> str:

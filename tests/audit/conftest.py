@@ -5,7 +5,15 @@ from typing import Any
 
 import pytest
 
+from audit import privacy
 from tests.audit.archive_helpers import Keys, Trail, make_keys, old_trail
+
+
+@pytest.fixture(autouse=True)
+def _fresh_subject_key_cache() -> None:
+    """Each test starts with no subject keys cached: a committed test's cache would outlive its database rows, and
+    the next test's users get the same ids."""
+    privacy._writer_keys.clear()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from audit.exceptions import AuditLogImmutableError
 from audit.models import AuditLog, Seal
 from audit.sealing import seal_pending
 from audit.services import record
+from tests.audit.read_back import read_back
 
 
 @pytest.fixture
@@ -101,6 +102,6 @@ def test_deleting_the_actor_keeps_the_entries(entry, user):
     """Deleting a user neither deletes nor blocks its entries; actor id and label stay readable."""
     user_id, username = user.pk, user.username
     user.delete()
-    kept = AuditLog.objects.get(pk=entry.pk)
+    kept = read_back(pk=entry.pk)
     assert kept.actor_id == user_id
     assert kept.actor_label == username

@@ -11,6 +11,7 @@ from audit.actions import AuditAction
 from audit.exceptions import InvalidAuditEntry
 from audit.models import AuditLog, Seal
 from audit.services import audited, record
+from tests.audit.read_back import read_back
 
 # --- services under test -------------------------------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ def test_success_records_one_entry_with_the_diff_actor_and_reason(user):
     assert result.pk == group.pk
     group.refresh_from_db()
     assert group.name == "Reviewers"
-    entry = AuditLog.objects.get()
+    entry = read_back()
     assert entry.action == AuditAction.GROUP_UPDATE
     assert entry.outcome == AuditLog.Outcome.SUCCESS
     assert (entry.entity, entry.entity_id) == ("Group", str(group.pk))
@@ -297,9 +298,7 @@ def test_failure_entry_survives_rollback_of_the_callers_transaction(postgres_onl
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "audit_independent"])
-def test_success_entry_inside_a_rolled_back_caller_transaction_is_rolled_back(
-    postgres_only, committed_db, user
-):
+def test_success_entry_inside_a_rolled_back_caller_transaction_is_rolled_back(postgres_only, committed_db, user):
     """Only failures go through the second connection: a success entry stays in the caller's transaction and
     disappears with its change."""
     group = Group.objects.create(name="Auditors")

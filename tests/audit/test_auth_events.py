@@ -6,6 +6,7 @@ import pytest
 
 from audit.actions import AuditAction
 from audit.models import AuditLog
+from tests.audit.read_back import read_back
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def test_successful_admin_login_records_user_login_with_the_user_as_actor(client
     )
 
     assert response.status_code == 302
-    entry = AuditLog.objects.get(action=AuditAction.USER_LOGIN)
+    entry = read_back(action=AuditAction.USER_LOGIN)
     assert entry.outcome == AuditLog.Outcome.SUCCESS
     assert entry.actor_id == officer.pk
     assert entry.actor_label == officer.username
@@ -46,7 +47,7 @@ def test_admin_logout_records_user_logout(client, officer, password):
     response = client.post(ADMIN_LOGOUT)
 
     assert response.status_code == 200
-    entry = AuditLog.objects.get(action=AuditAction.USER_LOGOUT)
+    entry = read_back(action=AuditAction.USER_LOGOUT)
     assert entry.outcome == AuditLog.Outcome.SUCCESS
     assert entry.actor_id == officer.pk
     assert entry.actor_label == officer.username

@@ -7,8 +7,8 @@ from django.test import RequestFactory
 
 from audit.actions import AuditAction
 from audit.context import client_ip
-from audit.models import AuditLog
 from audit.services import record
+from tests.audit.read_back import read_back
 
 REQUEST_LOGGER = "audit.request"
 
@@ -165,7 +165,7 @@ def test_client_address_behind_a_trusted_proxy_is_recorded(client, settings, use
     )
 
     assert response.status_code == 200
-    assert AuditLog.objects.get(action=AuditAction.AUDIT_VIEW).ip_address == "203.0.113.5"
+    assert read_back(action=AuditAction.AUDIT_VIEW).ip_address == "203.0.113.5"
 
 
 # --- the request log line ------------------------------------------------------------------------------------------

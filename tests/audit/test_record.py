@@ -14,6 +14,7 @@ from audit.actions import AuditAction
 from audit.exceptions import InvalidAuditEntry
 from audit.models import AuditLog, Seal
 from audit.services import record
+from tests.audit.read_back import read_back
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +54,7 @@ def test_actor_and_actor_label_are_recorded(user):
     user.username = "renamed-later"
     user.save()
 
-    stored = AuditLog.objects.get(pk=entry.pk)
+    stored = read_back(pk=entry.pk)
     assert stored.actor_id == user.pk
     assert stored.actor_label == entry.actor_label == original
 
@@ -275,7 +276,7 @@ def test_bound_request_context_supplies_actor_ip_agent_and_request_id(user):
     with context.bound(context.from_request(_factory_request(user))):
         entry = record(AuditAction.AUDIT_VIEW, entity="AuditLog")
 
-    stored = AuditLog.objects.get(pk=entry.pk)
+    stored = read_back(pk=entry.pk)
     assert stored.actor_id == user.pk
     assert stored.actor_label == user.username
     assert stored.ip_address == "192.0.2.10"
@@ -287,7 +288,7 @@ def test_request_argument_supplies_the_context_when_none_is_bound(user):
     """A caller holding a request the middleware never saw (signals) passes it, and its context is used."""
     entry = record(AuditAction.AUDIT_VIEW, entity="AuditLog", request=_factory_request(user))
 
-    stored = AuditLog.objects.get(pk=entry.pk)
+    stored = read_back(pk=entry.pk)
     assert (stored.actor_id, stored.ip_address, stored.user_agent, stored.request_id) == (
         user.pk,
         "192.0.2.10",
@@ -331,7 +332,7 @@ def test_real_request_entry_carries_request_id_address_and_user_agent(client, us
 
     assert response.status_code == 200
     assert response["X-Request-ID"] == "trace-2024.abc:42"
-    entry = AuditLog.objects.get(action=AuditAction.AUDIT_VIEW)
+    entry = read_back(action=AuditAction.AUDIT_VIEW)
     assert entry.actor_id == user.pk
     assert entry.request_id == "trace-2024.abc:42"
     assert entry.ip_address == "203.0.113.77"
