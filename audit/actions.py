@@ -24,6 +24,8 @@ class AuditAction(models.TextChoices):
     AUDIT_HOLD_CREATE = "AUDIT.HOLD.CREATE", "Legal hold placed on audit entries: they are not archived while it lasts"
     AUDIT_HOLD_RELEASE = "AUDIT.HOLD.RELEASE", "Legal hold released, with a reason"
     AUDIT_PARTITIONS_CREATE = "AUDIT.PARTITIONS.CREATE", "Monthly partitions of the audit table created"
+    AUDIT_SUBJECT_ERASE = "AUDIT.SUBJECT.ERASE", "A data subject's personal fields erased by destroying their key"
+    AUDIT_SUBJECT_ACCESS = "AUDIT.SUBJECT.ACCESS", "The audit entries about a data subject exported for them"
     ACCESS_DENIED = "ACCESS.DENIED", "Request refused for lack of a permission"
     AUDIT_INGEST = "AUDIT.INGEST", "Events submitted by another system"
     ACTION_REGISTER = "ACTION.REGISTER", "Action code of another system registered"
@@ -67,6 +69,8 @@ COMPLIANCE: dict[str, tuple[str, ...]] = {
     AuditAction.AUDIT_HOLD_CREATE: ("NIST AU-11", "PCI DSS 10.5.1"),
     AuditAction.AUDIT_HOLD_RELEASE: ("NIST AU-11", "PCI DSS 10.5.1"),
     AuditAction.AUDIT_PARTITIONS_CREATE: ("PCI DSS 10.2.1.7", "NIST AU-4"),
+    AuditAction.AUDIT_SUBJECT_ERASE: ("GDPR Art. 17", "PCI DSS 10.2.1.3"),
+    AuditAction.AUDIT_SUBJECT_ACCESS: ("GDPR Art. 15", "PCI DSS 10.2.1.3"),
     AuditAction.ACCESS_DENIED: ("PCI DSS 10.2.1.4",),
     AuditAction.AUDIT_INGEST: ("PCI DSS 10.2.1.4",),
     AuditAction.ACTION_REGISTER: ("GDPR Art. 30", "PCI DSS 10.2.1.6"),

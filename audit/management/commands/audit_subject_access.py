@@ -1,0 +1,33 @@
+import json
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from audit.subject_access import find_subject, subject_access_export
+from audit.text import printable
+
+from ._officer import officer
+
+
+class Command(BaseCommand):
+    help = (
+        "Export, as JSON, every audit entry about a user and who consulted their entries and when (GDPR Art. 15). "
+        "The export is itself recorded."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("user", help="The subject: a username or a user id.")
+        parser.add_argument("--as", dest="username", help="The officer asking (default: the system).")
+
+    def handle(self, *args: Any, user: str, **options: Any) -> None:
+        subject = find_subject(user)
+        if subject is None:
+            raise CommandError(printable(f"No user {user!r} (by username or id)."))
+        actor = officer(options["username"]) if options.get("username") else None
+        try:
+            document = subject_access_export(subject=subject, actor=actor)
+        except PermissionDenied as exc:
+            raise CommandError(printable(f"Refused: {exc}")) from exc
+        # ASCII only: control characters in stored text come out as JSON escapes, never raw on a terminal.
+        self.stdout.write(json.dumps(document, indent=2, sort_keys=True))

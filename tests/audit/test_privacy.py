@@ -1,0 +1,408 @@
+"""GDPR: personal fields encrypted per subject, erasure by destroying the key (Art. 17), subject-access export
+(Art. 15), and the chain and the bundles still verifying after an erasure."""
+
+import json
+import zipfile
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from audit import context
+from audit.actions import AuditAction
+from audit.export.bundle import ExportScope
+from audit.export.service import cover_for, export_response
+from audit.models import AuditLog, SubjectKey
+from audit.privacy import ERASED
+from audit.sealing import seal_pending
+from audit.services import EventSpec, record, record_many
+from audit.subject_access import subject_access_export
+from audit.verify import verify_chain
+from tests.audit.read_back import read_back
+from tests.audit.test_bundle import keygen
+from tests.factories.users import OfficerFactory, UserFactory
+
+CHANGELIST_URL = reverse("admin:audit_auditlog_changelist")
+API_LIST = "/api/audit/events"
+IP = "198.51.100.42"
+AGENT = "privacy-agent/7.1"
+EMAIL = "dana.subject@example.org"
+
+
+def _detail_url(entry: AuditLog) -> str:
+    return reverse("admin:audit_auditlog_change", args=[entry.pk])
+
+
+def _request_context() -> context.RequestContext:
+    return context.RequestContext(request_id="gdpr-req-1", ip_address=IP, user_agent=AGENT)
+
+
+def _personal_entry(subject) -> AuditLog:
+    with context.bound(_request_context()):
+        return record(
+            AuditAction.LOCK_CREATE,
+            entity="FileLock",
+            entity_id="lock-1",
+            meta={"email": EMAIL, "path": "docs/a.txt"},
+            actor=subject,
+        )
+
+
+def _raw_row(entry_id: int) -> str:
+    """Every column of the stored row as text, read with SQL past the ORM."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {AuditLog._meta.db_table} WHERE id = %s", [entry_id])
+        row = cursor.fetchone()
+    return " ".join(bytes(value).hex() if isinstance(value, memoryview | bytes) else str(value) for value in row)
+
+
+def _erase(subject, reason: str = "Erasure request ER-2026-7") -> str:
+    out = StringIO()
+    call_command("audit_erase_subject", subject.username, "--reason", reason, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def subject(db):
+    return UserFactory(username="dana.subject")
+
+
+@pytest.fixture
+def officer_client(officer) -> Client:
+    client = Client()
+    client.force_login(officer)
+    return client
+
+
+@pytest.fixture
+def keys(settings, tmp_path):
+    settings.AUDIT_SIGNING_KEY = ""
+    settings.AUDIT_VERIFY_KEY = ""
+    settings.AUDIT_VERIFY_KEY_FILE = ""
+    pair = keygen(tmp_path / "keys")
+    settings.AUDIT_SIGNING_KEY_FILE = str(pair.private_path)
+    return pair
+
+
+# --- stored encrypted -----------------------------------------------------------------------------------------------
+
+
+def test_personal_fields_are_not_stored_in_plaintext(subject):
+    entry = _personal_entry(subject)
+
+    raw = _raw_row(entry.pk)
+    for personal in (subject.username, IP, AGENT, EMAIL):
+        assert personal not in raw
+    assert "docs/a.txt" in raw  # the rest of meta stays readable
+    stored = AuditLog.objects.get(pk=entry.pk)
+    assert (stored.actor_label, stored.ip_address, stored.user_agent) == ("", None, "")
+    assert stored.personal and set(stored.personal_commitments) == {"actor_label", "ip_address", "user_agent"}
+    assert stored.meta["email"].startswith("[PERSONAL ")
+
+
+def test_entries_without_a_user_actor_keep_plain_fields(db):
+    with context.bound(_request_context()):
+        entry = record(AuditAction.USER_LOGIN_FAILED, entity="User", meta={"username": "someone"})
+
+    stored = AuditLog.objects.get(pk=entry.pk)
+    assert stored.personal is None
+    assert (stored.ip_address, stored.user_agent) == (IP, AGENT)
+
+
+def test_personal_fields_read_back_decrypted_in_admin_api_and_csv_export(subject, officer, officer_client):
+    entry = _personal_entry(subject)
+    seal_pending()
+
+    page = officer_client.get(_detail_url(entry)).content.decode()
+    assert subject.username in page and IP in page and AGENT in page and EMAIL in page
+
+    listing = officer_client.get(CHANGELIST_URL).content.decode()
+    assert subject.username in listing and IP in listing
+
+    api = Client()
+    api.force_login(officer)
+    shown = api.get(f"{API_LIST}/{entry.pk}").json()
+    assert (shown["actor_label"], shown["ip_address"], shown["user_agent"]) == (subject.username, IP, AGENT)
+    assert shown["meta"]["email"] == EMAIL
+
+    response = officer_client.post(CHANGELIST_URL, {"action": "export_csv", "_selected_action": [entry.pk]})
+    csv_text = b"".join(response.streaming_content).decode()
+    assert subject.username in csv_text and IP in csv_text and EMAIL in csv_text
+
+
+# --- erasure --------------------------------------------------------------------------------------------------------
+
+
+def test_after_erasure_fields_read_erased_in_admin_api_and_exports_and_verify_passes(
+    subject, officer, officer_client, keys, tmp_path
+):
+    entry = _personal_entry(subject)
+    seal_pending()
+
+    _erase(subject)
+    seal_pending()
+
+    page = officer_client.get(_detail_url(entry)).content.decode()
+    assert ERASED in page
+    for personal in (IP, AGENT, EMAIL):
+        assert personal not in page
+
+    api = Client()
+    api.force_login(officer)
+    shown = api.get(f"{API_LIST}/{entry.pk}").json()
+    assert (shown["actor_label"], shown["ip_address"], shown["user_agent"]) == (ERASED, ERASED, ERASED)
+    assert shown["meta"] == {"email": ERASED, "path": "docs/a.txt"}
+    assert shown["actor"] == subject.pk  # the pseudonymous id stays
+
+    for fmt in ("csv", "json"):
+        response = officer_client.post(CHANGELIST_URL, {"action": f"export_{fmt}", "_selected_action": [entry.pk]})
+        text = b"".join(response.streaming_content).decode()
+        assert ERASED in text
+        assert subject.username not in text and IP not in text and EMAIL not in text
+        if fmt == "json":
+            (exported,) = json.loads(text)
+            assert (exported["actor_label"], exported["ip_address"]) == (ERASED, ERASED)
+
+    call_command("audit_verify", "--no-progress", stdout=StringIO())  # exits 1 on any finding
+
+    scope = ExportScope(entries=AuditLog.objects.filter(pk=entry.pk), rules=[], filters={})
+    response = export_response(scope=scope, actor=officer, cover=lambda summary: cover_for(scope, summary))
+    bundle = tmp_path / "after-erasure.zip"
+    bundle.write_bytes(b"".join(response.streaming_content))
+    out = StringIO()
+    call_command("audit_verify_bundle", str(bundle), "--public-key", str(keys.public_path), stdout=out)
+    assert "NOT verified" not in out.getvalue()
+    with zipfile.ZipFile(bundle) as archive:
+        (released,) = [json.loads(line) for line in archive.read("records.jsonl").splitlines()]
+        everything = b"".join(archive.read(name) for name in archive.namelist())
+    assert (released["actor_label"], released["ip_address"], released["user_agent"]) == (ERASED, ERASED, ERASED)
+    assert IP.encode() not in everything and subject.username.encode() not in everything
+
+
+def test_bundle_before_erasure_releases_the_decrypted_fields_and_verifies(subject, officer, keys, tmp_path):
+    entry = _personal_entry(subject)
+    seal_pending()
+
+    scope = ExportScope(entries=AuditLog.objects.filter(pk=entry.pk), rules=[], filters={})
+    response = export_response(scope=scope, actor=officer, cover=lambda summary: cover_for(scope, summary))
+    bundle = Path(tmp_path / "before.zip")
+    bundle.write_bytes(b"".join(response.streaming_content))
+    out = StringIO()
+    call_command("audit_verify_bundle", str(bundle), "--public-key", str(keys.public_path), stdout=out)
+    assert "NOT verified" not in out.getvalue()
+    with zipfile.ZipFile(bundle) as archive:
+        (released,) = [json.loads(line) for line in archive.read("records.jsonl").splitlines()]
+    assert (released["actor_label"], released["ip_address"]) == (subject.username, IP)
+
+
+def test_erasure_is_audited_with_who_and_reason(subject):
+    _personal_entry(subject)
+
+    output = _erase(subject, reason="Art. 17 request ER-2026-9")
+
+    assert f"#{subject.pk}" in output
+    erased = AuditLog.objects.get(action=AuditAction.AUDIT_SUBJECT_ERASE)
+    assert (erased.entity, erased.entity_id, erased.outcome) == ("User", str(subject.pk), "success")
+    assert erased.actor_id is None  # the system: no --as given
+    assert erased.meta == {"reason": "Art. 17 request ER-2026-9"}
+    assert erased.changes == {"personal_fields": {"before": "readable", "after": "erased"}}
+    assert SubjectKey.objects.get(subject_id=subject.pk).key is None
+
+
+def test_erasure_by_an_officer_names_them_and_needs_the_right(subject):
+    officer = OfficerFactory()
+    with pytest.raises(CommandError, match="Refused: .*audit.erase_subject"):
+        call_command("audit_erase_subject", str(subject.pk), "--reason", "r", "--as", officer.username)
+    assert AuditLog.objects.get(action=AuditAction.AUDIT_SUBJECT_ERASE).outcome == "denied"
+
+    officer.user_permissions.add(Permission.objects.get(codename="erase_subject"))
+    officer = type(officer).objects.get(pk=officer.pk)
+    call_command("audit_erase_subject", str(subject.pk), "--reason", "r", "--as", officer.username, stdout=StringIO())
+    done = read_back(action=AuditAction.AUDIT_SUBJECT_ERASE, outcome="success")
+    assert (done.actor_id, done.actor_label) == (officer.pk, officer.username)
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_erasure_is_refused_without_a_reason(subject, reason):
+    entry = _personal_entry(subject)
+    args = [subject.username] + ([] if reason is None else ["--reason", reason])
+
+    with pytest.raises(CommandError, match="--reason is required"):
+        call_command("audit_erase_subject", *args)
+
+    assert not AuditLog.objects.filter(action=AuditAction.AUDIT_SUBJECT_ERASE).exists()
+    assert read_back(pk=entry.pk).actor_label == subject.username
+
+
+def test_erasure_of_an_unknown_user_is_refused(db):
+    with pytest.raises(CommandError, match="No user 'nobody-here'"):
+        call_command("audit_erase_subject", "nobody-here", "--reason", "r")
+
+
+def test_entries_recorded_after_erasure_are_born_erased(subject):
+    _erase(subject)
+
+    later = _personal_entry(subject)
+
+    raw = _raw_row(later.pk)
+    for personal in (subject.username, IP, AGENT, EMAIL):
+        assert personal not in raw
+    assert bytes(AuditLog.objects.get(pk=later.pk).personal) == b""
+    assert read_back(pk=later.pk).actor_label == ERASED
+    seal_pending()
+    assert verify_chain().ok
+
+
+# --- verify ---------------------------------------------------------------------------------------------------------
+
+
+def test_tampered_ciphertext_is_caught_by_verify_while_the_key_exists(subject, triggers_dropped):
+    entry = _personal_entry(subject)
+    other = _personal_entry(subject)
+    seal_pending()
+    assert verify_chain().ok
+    ciphertext = bytes(AuditLog.objects.get(pk=entry.pk).personal)
+    flipped = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
+
+    with triggers_dropped(), connection.cursor() as cursor:
+        table = AuditLog._meta.db_table
+        cursor.execute(f"UPDATE {table} SET personal = %s WHERE id = %s", [flipped, entry.pk])
+        # The same subject's ciphertext of another entry, under the same key: bound to its own entry, so caught.
+        cursor.execute(f"UPDATE {table} SET personal = %s WHERE id = %s", [ciphertext, other.pk])
+
+    findings = sorted((finding.kind, finding.entry_id) for finding in verify_chain().findings)
+    assert findings == [("modified", entry.pk), ("modified", other.pk)]
+
+
+def test_plain_value_slipped_into_an_encrypted_entry_is_caught(subject, triggers_dropped):
+    entry = _personal_entry(subject)
+    seal_pending()
+
+    with triggers_dropped(), connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {AuditLog._meta.db_table} SET actor_label = %s WHERE id = %s", ["mallory", entry.pk])
+
+    assert [(finding.kind, finding.entry_id) for finding in verify_chain().findings] == [("modified", entry.pk)]
+
+
+# --- subject access (Art. 15) ---------------------------------------------------------------------------------------
+
+
+def test_subject_access_lists_entries_as_actor_and_entity_and_who_consulted_them(subject, officer, other_user):
+    as_actor = _personal_entry(subject)
+    about = record(AuditAction.USER_UPDATE, entity="User", entity_id=subject.pk, actor=other_user)
+    unrelated = record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id="x", actor=other_user)
+    seal_pending()
+    api = Client()
+    api.force_login(officer)
+    assert api.get(f"{API_LIST}/{as_actor.pk}").status_code == 200
+    assert api.get(API_LIST, {"actor": other_user.pk}).status_code == 200  # shows `about`: the subject's account
+
+    document = subject_access_export(subject=subject, actor=None)
+
+    roles = {item["id"]: item["as"] for item in document["entries"]}
+    assert roles[as_actor.pk] == ["actor"]
+    assert roles[about.pk] == ["entity"]
+    assert unrelated.pk not in roles
+    first = next(item for item in document["entries"] if item["id"] == as_actor.pk)
+    assert (first["actor_label"], first["ip_address"], first["meta"]["email"]) == (subject.username, IP, EMAIL)
+    assert first["purpose"]["compliance"]
+    consultations = [item for item in document["consultations"] if item["by_id"] == officer.pk]
+    assert len(consultations) == 2
+    assert all(item["by"] == officer.username and item["action"] == AuditAction.AUDIT_VIEW for item in consultations)
+    assert all(item["at"] for item in consultations)
+    recorded = AuditLog.objects.get(action=AuditAction.AUDIT_SUBJECT_ACCESS)
+    assert (recorded.entity, recorded.entity_id) == ("User", str(subject.pk))
+    assert recorded.meta["subjects"] == [subject.pk]
+
+
+def test_subject_access_command_prints_the_document_and_needs_the_right(subject, officer):
+    _personal_entry(subject)
+    with pytest.raises(CommandError, match="Refused"):
+        call_command("audit_subject_access", subject.username, "--as", officer.username)
+    assert AuditLog.objects.get(action=AuditAction.AUDIT_SUBJECT_ACCESS).outcome == "denied"
+
+    out = StringIO()
+    call_command("audit_subject_access", str(subject.pk), stdout=out)
+    document = json.loads(out.getvalue())
+    assert document["subject"] == {"id": subject.pk, "username": subject.username}
+    # The refused export is an entry about the subject's account too.
+    assert [item["action"] for item in document["entries"]] == [
+        AuditAction.LOCK_CREATE,
+        AuditAction.AUDIT_SUBJECT_ACCESS,
+    ]
+
+
+def test_subject_access_after_erasure_shows_erased_fields_and_the_erasure(subject):
+    _personal_entry(subject)
+    _erase(subject)
+
+    document = subject_access_export(subject=subject, actor=None)
+
+    first, erasure = document["entries"]
+    assert (first["actor_label"], first["ip_address"], first["meta"]["email"]) == (ERASED, ERASED, ERASED)
+    assert erasure["action"] == AuditAction.AUDIT_SUBJECT_ERASE and erasure["as"] == ["entity"]
+
+
+# --- performance ----------------------------------------------------------------------------------------------------
+
+
+def _key_queries(queries: CaptureQueriesContext) -> list[str]:
+    return [query["sql"] for query in queries.captured_queries if SubjectKey._meta.db_table in query["sql"]]
+
+
+def _api_list(officer) -> tuple[int, int, int]:
+    api = Client()
+    api.force_login(officer)
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(API_LIST, {"page_size": 500})
+    return len(queries), len(_key_queries(queries)), len(response.json()["results"])
+
+
+def test_listing_decrypted_entries_reads_the_keys_of_a_page_in_one_query(officer):
+    actors = [UserFactory() for _ in range(5)]
+    for actor in actors:
+        record_many(
+            [EventSpec(AuditAction.LOCK_CREATE, entity="FileLock", entity_id=str(n)) for n in range(2)], actor=actor
+        )
+    _api_list(officer)  # the officer's own first AUDIT.VIEW makes their key
+    small_total, small_keys, small_rows = _api_list(officer)
+
+    for actor in actors * 4:
+        record_many(
+            [EventSpec(AuditAction.LOCK_CREATE, entity="FileLock", entity_id=str(n)) for n in range(20)], actor=actor
+        )
+    large_total, large_keys, large_rows = _api_list(officer)
+
+    assert large_rows > 10 * small_rows
+    # One query reads the page's keys; the other is the writer's look-up for the officer's AUDIT.VIEW entry
+    # (cached across requests once its transaction commits, which a test's transaction never does).
+    assert small_keys == large_keys == 2
+    assert large_total == small_total
+
+
+def test_steady_state_record_reads_no_key(committed_db):
+    actor = UserFactory()
+    record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id="warm-up", actor=actor)
+
+    with CaptureQueriesContext(connection) as queries:
+        for n in range(20):
+            record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id=str(n), actor=actor)
+
+    assert _key_queries(queries) == []
+    assert AuditLog.objects.filter(actor_id=actor.pk).exclude(personal=None).count() == 21
+
+
+def test_erasure_stops_this_process_encrypting_under_the_cached_key(committed_db):
+    actor = UserFactory()
+    record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id="warm-up", actor=actor)
+
+    call_command("audit_erase_subject", actor.username, "--reason", "r", stdout=StringIO())
+    later = record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id="later", actor=actor)
+
+    assert bytes(AuditLog.objects.get(pk=later.pk).personal) == b""
