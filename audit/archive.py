@@ -337,11 +337,19 @@ def _positions(first: int, last: int) -> Iterator[tuple[Seal, AuditLog | None]]:
 
 def _line(seal: Seal, entry: AuditLog) -> bytes:
     values = {name: canonical_value(value) for name, value in committed_fields(entry).items()}
+    # An encrypted entry goes as stored: its ciphertext (the subject's key stays in the database, so an erasure
+    # reaches archived entries too) and the commitments that stand in for its personal columns.
+    personal = (
+        {"personal": bytes(entry.personal).hex(), "personal_commitments": entry.personal_commitments}
+        if entry.personal is not None
+        else {}
+    )
     return (
         canonical_json(
             {
                 "chain_index": seal.chain_index,
                 "entry": values,
+                **personal,
                 "salt": bytes(entry.salt).hex(),
                 "seal": {
                     "digest": seal.digest,

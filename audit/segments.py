@@ -164,7 +164,9 @@ def _check_chain(data: Path, manifest: dict[str, Any], report: SegmentReport) ->
             return
         try:
             entry, seal = line["entry"], line["seal"]
-            digest = entry_digest(bytes.fromhex(line["salt"]), {name: entry[name] for name in fields})
+            digest = entry_digest(
+                bytes.fromhex(line["salt"]), {name: entry[name] for name in fields}, line.get("personal_commitments")
+            )
         except (KeyError, ValueError, TypeError) as exc:
             report.problems.append(f"{where}: incomplete line ({exc})")
             return

@@ -16,9 +16,11 @@ from django.urls import reverse
 
 from audit import context
 from audit.actions import AuditAction
+from audit.archive import _line as archive_line
 from audit.export.bundle import ExportScope
 from audit.export.service import cover_for, export_response
-from audit.models import AuditLog, SubjectKey
+from audit.hashing import COMMITTED_FIELDS, entry_digest
+from audit.models import AuditLog, Seal, SubjectKey
 from audit.privacy import ERASED
 from audit.sealing import seal_pending
 from audit.services import EventSpec, record, record_many
@@ -406,3 +408,23 @@ def test_erasure_stops_this_process_encrypting_under_the_cached_key(committed_db
     later = record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id="later", actor=actor)
 
     assert bytes(AuditLog.objects.get(pk=later.pk).personal) == b""
+
+
+def test_archive_segment_line_of_an_encrypted_entry_holds_ciphertext_and_matches_its_seal(subject):
+    """An archived encrypted entry keeps no plaintext, and its segment line still recomputes the sealed digest the
+    way audit_verify_segment does."""
+    entry = _personal_entry(subject)
+    seal_pending()
+    seal = Seal.objects.select_related("entry").get(entry_id=entry.pk)
+
+    line = json.loads(archive_line(seal, seal.entry))
+
+    text = json.dumps(line)
+    for personal in (subject.username, IP, AGENT, EMAIL):
+        assert personal not in text
+    digest = entry_digest(
+        bytes.fromhex(line["salt"]),
+        {name: line["entry"][name] for name in COMMITTED_FIELDS},
+        line["personal_commitments"],
+    )
+    assert digest == seal.digest
