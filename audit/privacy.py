@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -38,8 +38,6 @@ PERSONAL_COLUMNS: tuple[str, ...] = ("actor_label", "ip_address", "user_agent")
 ERASED = "[ERASED]"
 NONCE_BYTES = 12
 _MARK_START, _MARK_END = "[PERSONAL ", "]"
-
-T = TypeVar("T")
 
 # Writers only, per process: subject id -> (key or None if erased, when read). Readers always read the table, so a
 # destroyed key is never used to show anything; a writer may go on encrypting under it for at most
@@ -241,18 +239,17 @@ def reveal(entries: Iterable[AuditLog], *, using: str = "default") -> None:
             }
 
 
-def revealed(entries: Iterable[T], *, entry_of: Any = None, chunk: int = 500) -> Iterator[T]:
+def revealed(entries: Iterable[AuditLog], *, chunk: int = 500) -> Iterator[AuditLog]:
     """``reveal`` over a long stream, a chunk at a time: one key query per chunk, memory flat."""
-    batch: list[T] = []
-    for item in entries:
-        batch.append(item)
+    batch: list[AuditLog] = []
+    for entry in entries:
+        batch.append(entry)
         if len(batch) >= chunk:
-            reveal([entry_of(row) if entry_of else row for row in batch])
+            reveal(batch)
             yield from batch
             batch = []
-    if batch:
-        reveal([entry_of(row) if entry_of else row for row in batch])
-        yield from batch
+    reveal(batch)
+    yield from batch
 
 
 def released_fields(
@@ -333,17 +330,15 @@ def findings(entries: Iterable[AuditLog], *, using: str = "default") -> dict[int
 # --- erasure --------------------------------------------------------------------------------------------------------
 
 
-def destroy_key(subject_id: int) -> bool:
-    """Destroy the subject's key (a row without one stays, so later entries are born erased); whether one existed.
+def destroy_key(subject_id: int) -> None:
+    """Destroy the subject's key; a row without one stays, so that later entries are born erased.
 
     Callers own the transaction and the audit record (``audit.erasure``).
     """
     now = timezone.now()
-    existed = SubjectKey.objects.filter(subject_id=subject_id, key__isnull=False).exists()
     row, created = SubjectKey.objects.get_or_create(subject_id=subject_id, defaults={"key": None, "erased_at": now})
     if not created and row.key is not None:
         row.key = None
         row.erased_at = now
         row.save(update_fields=["key", "erased_at"])
     forget_key(subject_id)
-    return existed
