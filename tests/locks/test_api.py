@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from audit.actions import AuditAction
 from audit.models import AuditLog
+from audit.privacy import reveal
 from locks import services
 from locks.models import FileLock, Repository
 from tests.factories.users import UserFactory
@@ -44,8 +45,13 @@ def client_for(user: Any) -> APIClient:
 
 
 def lock_entries(action: str | None = None) -> list[AuditLog]:
-    entries = AuditLog.objects.filter(action__startswith="LOCK.").order_by("id")
-    return list(entries.filter(action=action) if action else entries)
+    entries = list(
+        AuditLog.objects.filter(action__startswith="LOCK.")
+        .filter(**({"action": action} if action else {}))
+        .order_by("id")
+    )
+    reveal(entries)  # the actor's label and address are stored encrypted
+    return entries
 
 
 def checkout(client: APIClient, path: str = "design/model.psd", **body: Any):
