@@ -43,6 +43,9 @@ AUDIT_VERIFY_KEY_FILE = os.environ.get("AUDIT_VERIFY_KEY_FILE", "")
 # then moves whole months into signed segments in AUDIT_ARCHIVE_DIR (keep those 12 months or more, on WORM storage).
 AUDIT_RETENTION_DAYS = int(os.environ.get("AUDIT_RETENTION_DAYS", "90"))
 AUDIT_ARCHIVE_DIR = os.environ.get("AUDIT_ARCHIVE_DIR", str(BASE_DIR / "var" / "archive"))
+# "inline": a writer returns once its entries are sealed. "background" (PostgreSQL): a sealer thread per process
+# seals them in batches a few milliseconds after the commit, and a write costs one transaction.
+AUDIT_SEALING = os.environ.get("AUDIT_SEALING", "inline")
 
 INSTALLED_APPS = [
     "auditproject.apps.ConsoleAdminConfig",
