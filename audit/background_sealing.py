@@ -66,10 +66,13 @@ class BackgroundSealer:
         """Have ``ids`` (committed entries with their digests) sealed; returns at once."""
         with self._condition:
             self._start_if_needed()
-            if not self._ids:
+            first = not self._ids
+            if first:
                 self._oldest = time.monotonic()
             self._ids.extend(ids)
-            self._condition.notify_all()
+            # The thread waits out the linger by itself: waking it for every write would cost a switch per write.
+            if first or len(self._ids) >= self._enough:
+                self._condition.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted id went through a batch; False if ``timeout`` passed first."""
