@@ -155,3 +155,14 @@ def test_digest_of_the_inserted_entry_is_the_digest_of_the_stored_row(db, meta, 
     )
     insert_entry(entry, "default")
     assert digest_of(entry) == digest_of(AuditLog.objects.get(pk=entry.pk))
+
+
+def test_an_edit_between_commit_and_seal_is_reported_as_modified(background, settings, triggers_dropped):
+    """The thread chains the digest of the values the INSERT returned, so an entry changed before its batch is
+    sealed (an attacker who dropped the triggers) does not match its seal."""
+    settings.AUDIT_SEAL_LINGER_MS = 1000
+    entry = record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="as written")
+    with triggers_dropped(), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditlog SET entity_id = 'rewritten' WHERE id = %s", [entry.pk])
+    _flush()
+    assert [(finding.kind, finding.entry_id) for finding in verify_chain().findings] == [("modified", entry.pk)]
