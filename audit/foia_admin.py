@@ -16,7 +16,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import foia
+from . import foia, redaction_profiles
 from .exceptions import InvalidAuditEntry
 from .export.bundle import ExportError
 from .export.service import foia_release_response
@@ -227,3 +227,19 @@ class RedactionProfileAdmin(admin.ModelAdmin):
     @admin.display(description="requests", ordering="request_count")
     def request_count(self, profile: RedactionProfile) -> int:
         return profile.request_count
+
+    # Every change goes through the audited services: the admin's own save and delete would leave no entry.
+    def save_model(self, request: HttpRequest, obj: RedactionProfile, form: Any, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in redaction_profiles.FIELDS}
+        if change:
+            saved = redaction_profiles.redaction_profile_update(actor=request.user, profile_id=obj.pk, **fields)
+        else:
+            saved = redaction_profiles.redaction_profile_create(actor=request.user, **fields)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: RedactionProfile) -> None:
+        redaction_profiles.redaction_profile_delete(actor=request.user, profile_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            redaction_profiles.redaction_profile_delete(actor=request.user, profile_id=pk)

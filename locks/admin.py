@@ -68,6 +68,20 @@ class RepositoryAdmin(admin.ModelAdmin):
         url = reverse("admin:locks_filelock_changelist") + f"?repository__id__exact={repository.pk}"
         return format_html('<a href="{}">{}</a>', url, repository.lock_count)
 
+    # Every change goes through the audited services: the admin's own save and delete would leave no entry.
+    def save_model(self, request: HttpRequest, obj: Repository, form: Any, change: bool) -> None:
+        if change:
+            services.repository_rename(actor=request.user, repository_id=obj.pk, name=form.cleaned_data["name"])
+        else:
+            obj.pk = services.repository_create(actor=request.user, slug=obj.slug, name=obj.name).pk
+
+    def delete_model(self, request: HttpRequest, obj: Repository) -> None:
+        services.repository_delete(actor=request.user, repository_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            services.repository_delete(actor=request.user, repository_id=pk)
+
 
 class ForceReleaseForm(forms.Form):
     reason = forms.CharField(

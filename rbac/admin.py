@@ -15,6 +15,10 @@ from django.db.models import Count, Model, QuerySet
 from django.forms import ModelMultipleChoiceField
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.translation import gettext_lazy
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
+
+from audit import tokens
 
 from . import services
 from .forms import DeletionForm, GroupForm, RoleForm, UserCreateForm, UserForm, UserPasswordForm
@@ -222,3 +226,24 @@ class UserAdmin(SavedByServicesMixin, auth_admin.UserAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # No service deletes a user: the audit trail keeps referring to them. Deactivate instead.
         return False
+
+
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class AuditedTokenAdmin(TokenAdmin):
+    """DRF's token admin, with issue and revoke going through the audited services (never the token itself)."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A token belongs to one user for good: handing it to another would be a second, unrecorded issue.
+        return ("user",) if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: TokenProxy, form: Any, change: bool) -> None:
+        if change:
+            return
+        tokens.token_create(actor=request.user, user_id=obj.user_id)
+        obj.key = TokenProxy.objects.values_list("key", flat=True).get(user_id=obj.user_id)
+
+    def delete_model(self, request: HttpRequest, obj: TokenProxy) -> None:
+        tokens.token_delete(actor=request.user, user_id=obj.user_id)

@@ -166,7 +166,7 @@ TABLE: dict[str, Row] = {
     "admin/autocomplete/": {"GET": console(403, 403, 403)},  # no model offers autocompletion
     "admin/jsi18n/": {"GET": console(200, 200, 200)},
     "admin/r/<path:content_type_id>/<path:object_id>/": {"GET": console(404, 404, 404)},  # no model has a site
-    "admin/^(?P<app_label>authtoken|audit|rbac|auth|locks)/$": {"GET": console(200, 404, 200)},  # /admin/audit/
+    "admin/^(?P<app_label>audit|rbac|auth|authtoken|locks)/$": {"GET": console(200, 404, 200)},  # /admin/audit/
     "admin/(?P<url>.*)$": {"GET": console(404, 404, 404)},
     "admin/audit/dashboard/": {"GET": console(200, 403, 200)},
     "admin/audit/dashboard/anomalies/<int:anomaly_id>/acknowledge/": {
@@ -286,7 +286,7 @@ def admin_object(model: str, world: World) -> int:
 
 # Patterns that are regular expressions, not routes: the URL stands written out.
 REGEX_URLS = {
-    "admin/^(?P<app_label>authtoken|audit|rbac|auth|locks)/$": "/admin/audit/",
+    "admin/^(?P<app_label>audit|rbac|auth|authtoken|locks)/$": "/admin/audit/",
     "admin/(?P<url>.*)$": "/admin/no-such-page/",
 }
 
