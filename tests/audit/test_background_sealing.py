@@ -166,3 +166,22 @@ def test_an_edit_between_commit_and_seal_is_reported_as_modified(background, set
         cursor.execute("UPDATE audit_auditlog SET entity_id = 'rewritten' WHERE id = %s", [entry.pk])
     _flush()
     assert [(finding.kind, finding.entry_id) for finding in verify_chain().findings] == [("modified", entry.pk)]
+
+
+def test_a_batch_whose_connection_was_cut_is_sealed_on_a_new_one(background, settings, caplog):
+    """The sealer thread's connection is terminated by the server: the batch fails, is logged, and is sealed on a
+    new connection a moment later."""
+    settings.AUDIT_SEAL_LINGER_MS = 5
+    record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="first")
+    _flush()  # the thread has its connection now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] == 1
+    entry = record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="second")
+    _flush()
+    assert Seal.objects.filter(entry_id=entry.pk).count() == 1
+    assert "background sealing of 1 entries failed (attempt 1)" in caplog.text
+    _assert_sealed_once()
