@@ -181,8 +181,12 @@ def sealer_for(using: str, **options: Any) -> BackgroundSealer:
 
 
 def stop_all(timeout: float | None = None) -> None:
-    """End every sealer thread of this process once it has sealed what it was given."""
-    for sealer in list(_sealers.values()):
+    """End every sealer thread of this process once it has sealed what it was given; the next hand-over starts
+    a new sealer, with the settings of then."""
+    with _sealers_lock:
+        sealers = list(_sealers.values())
+        _sealers.clear()
+    for sealer in sealers:
         sealer.stop(timeout)
 
 
