@@ -23,13 +23,13 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.environment import prepare  # noqa: E402
 
 SCENARIOS = {
     "a": "plain save",
@@ -39,17 +39,6 @@ SCENARIOS = {
 }
 WARMUP_TRANSACTIONS = 20
 BASE = "b"
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def make_writes(scenario: str, user):
@@ -215,10 +204,7 @@ def main() -> None:
         except ImportError:
             raise SystemExit("(d) needs django-auditlog: .venv/bin/pip install -r bench/requirements.txt") from None
 
-    recreate_database(args.database_url)
-    keys = tempfile.mkdtemp(prefix="bench-keys-")
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ["AUDIT_SIGNING_KEY_FILE"] = f"{keys}/audit-signing.key"
+    keys = prepare(args.database_url)
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     os.environ["AUDIT_SEALING"] = args.sealing
     import django
