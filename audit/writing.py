@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.db import connections
+from django.db import connections, models
 from django.db.models import Field
 
 from .models import AuditLog
 
-# Returned by the INSERT; every other column is stored exactly as sent (text, timestamps with microseconds).
-RETURNED = ("id", "perms_snapshot", "changes", "meta", "ip_address", "client_ip")
+# Fields whose stored form may differ from what was sent; every other column is stored exactly as sent (text,
+# bytes, timestamps with microseconds).
+NORMALISED_BY_THE_DATABASE = (models.JSONField, models.GenericIPAddressField)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,11 @@ def _statement(using: str) -> _Statement:
     connection = connections[using]
     qn = connection.ops.quote_name
     sent = tuple(field for field in AuditLog._meta.concrete_fields if not field.primary_key)
-    returned = tuple(AuditLog._meta.get_field(name) for name in RETURNED)
+    returned = tuple(
+        field
+        for field in AuditLog._meta.concrete_fields
+        if field.primary_key or isinstance(field, NORMALISED_BY_THE_DATABASE)
+    )
     sql = (
         f"INSERT INTO {qn(AuditLog._meta.db_table)} ({', '.join(qn(field.column) for field in sent)}) "
         f"VALUES ({', '.join(['%s'] * len(sent))}) RETURNING {', '.join(qn(field.column) for field in returned)}"
