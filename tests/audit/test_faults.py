@@ -10,6 +10,7 @@ mocked.
 import errno
 import os
 import resource
+import select
 import signal
 import sqlite3
 import subprocess
@@ -34,6 +35,7 @@ from audit.export.bundle import ExportError, ExportScope
 from audit.export.service import cover_for, export_response
 from audit.export.verify_bundle import verify_bundle
 from audit.models import ArchiveCheckpoint, ArchiveRequest, AuditLog, Seal
+from audit.sealing import seal_pending
 from audit.services import record
 from audit.signing import load_public_key
 from audit.verify import verify_chain
@@ -46,7 +48,6 @@ from tests.audit.archive_helpers import CUTOFF, Trail, grant
 from tests.factories.users import UserFactory
 
 AUDIT_INSERT = 'INSERT INTO "audit_auditlog"'
-SEAL_INSERT = 'INSERT INTO "audit_seal"'
 PROJECT_DIR = Path(django_settings.BASE_DIR)
 SUBPROCESS_TIMEOUT = 60
 
@@ -169,6 +170,7 @@ def test_connection_dropped_mid_change_leaves_neither_change_nor_entry(
     change.run()
     assert fresh_rows(count_sql, [change.key]) == [(1,)]
     success = AuditLog.objects.get(action=change.action, outcome=AuditLog.Outcome.SUCCESS)
+    seal_pending()  # a no-op when the recorder sealed it already
     assert Seal.objects.filter(entry_id=success.pk).count() == 1
     assert audit_verify_output().startswith("Audit chain intact")
 
@@ -177,7 +179,7 @@ def test_connection_dropped_mid_change_leaves_neither_change_nor_entry(
 
 # Run in a child process: adds ``count`` unsealed entries (as writers whose own sealer never ran), then runs
 # `audit_seal` with small batches and stops, inside the transaction of the ``stop_at``-th seal INSERT (its rows
-# written, not committed), until the test kills it; ``stop_at`` 0 runs through.
+# written, not committed), until the test kills it.
 SEALER = """
 import os, sys
 import django
@@ -274,7 +276,8 @@ def start_sealer(database: ChildDatabase, *, count: int, batch_size: int, stop_a
 
 def wait_mid_batch(sealer: subprocess.Popen[str]) -> int:
     """Block until the child says it is inside a batch; its backend's pid (0 on SQLite)."""
-    line = sealer.stdout.readline()  # type: ignore[union-attr]
+    ready, _, _ = select.select([sealer.stdout], [], [], SUBPROCESS_TIMEOUT)
+    line = sealer.stdout.readline() if ready else ""  # type: ignore[union-attr]
     if not line.startswith("mid-batch"):
         sealer.kill()
         raise AssertionError(f"the sealer never reached the batch: {line!r} {sealer.communicate()[1]}")
