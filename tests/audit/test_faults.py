@@ -399,6 +399,25 @@ def test_archive_on_a_full_disk_removes_nothing_and_leaves_no_segment(approved_a
     assert not list(archive_dir.glob("*.partial"))
 
 
+def test_connection_dropped_while_an_archive_removes_rows_keeps_every_row_and_no_segment(
+    postgres_only, committed_db, approved_archive, trail, archive_dir
+):
+    """The backend is terminated as the archive starts removing the entries it has written and verified: the
+    removal rolls back, the segments it wrote are taken back, and another client still sees every entry, its seal,
+    no checkpoint and the request approved."""
+    with backend_killed_at("DELETE FROM audit_auditlog", after=False) as fired, pytest.raises(Error):
+        execute_archive(request_id=approved_archive.pk)
+    assert fired
+
+    assert sorted(path.name for path in archive_dir.iterdir()) == [".audit-archive.lock"]
+    archivable = [entry.pk for entry in trail.archivable]
+    assert fresh_rows("SELECT count(*) FROM audit_auditlog WHERE id = ANY(%s)", [archivable]) == [(len(archivable),)]
+    assert fresh_rows("SELECT count(*) FROM audit_seal WHERE entry_id = ANY(%s)", [archivable]) == [(len(archivable),)]
+    assert fresh_rows("SELECT count(*) FROM audit_archivecheckpoint", []) == [(0,)]
+    assert ArchiveRequest.objects.get(pk=approved_archive.pk).status == ArchiveRequest.Status.APPROVED
+    assert audit_verify_output().startswith("Audit chain intact")
+
+
 # --- 4. an export stream that breaks off ------------------------------------------------------------------------------
 
 
