@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: an oversized body is refused before anything reads it.
+    "auditproject.body_limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the API docs') served by the app itself, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -78,6 +80,11 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "auditproject.urls"
+
+# The largest request body any endpoint accepts (a full ingestion batch fits); larger ones get 413. Django's own
+# limit on form data is the same, so admin forms answer alike.
+REQUEST_BODY_MAX_BYTES = int(os.environ.get("REQUEST_BODY_MAX_BYTES", str(5 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 WSGI_APPLICATION = "auditproject.wsgi.application"
 
 TEMPLATES = [
