@@ -71,7 +71,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         "created_at_iso",
         "actor_text",
         "action",
-        "entity",
+        "entity_text",
         "entity_id_text",
         "outcome",
         "ip_address",
@@ -98,7 +98,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         "actor_text",
         "action",
         "action_description",
-        "entity",
+        "entity_text",
         "entity_id_text",
         "outcome",
         "changes_table",
@@ -106,7 +106,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         "perms_text",
         "ip_address",
         "user_agent_text",
-        "request_id",
+        "request_id_text",
         "on_behalf_of_text",
         "client_ip",
         "occurred_at_detail",
@@ -234,9 +234,17 @@ class AuditLogAdmin(admin.ModelAdmin):
         label = printable(entry.actor_label) or "—"
         return f"{label} (#{entry.actor_id})" if entry.actor_id else label
 
+    @admin.display(description="entity")
+    def entity_text(self, entry: AuditLog) -> str:
+        return printable(entry.entity)
+
     @admin.display(description="entity id")
     def entity_id_text(self, entry: AuditLog) -> str:
         return printable(entry.entity_id)
+
+    @admin.display(description="request id")
+    def request_id_text(self, entry: AuditLog) -> str:
+        return printable(entry.request_id)
 
     @admin.display(description="user agent")
     def user_agent_text(self, entry: AuditLog) -> str:

@@ -20,6 +20,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.text import printable
+
 from . import services
 from .models import FileLock, Repository
 
@@ -79,14 +81,14 @@ class ForceReleaseForm(forms.Form):
 
 @admin.register(FileLock)
 class FileLockAdmin(admin.ModelAdmin):
-    list_display = ("path", "repository", "owner", "age", "locked_at", "ref_name")
+    list_display = ("path_text", "repository", "owner", "age", "locked_at", "ref_name_text")
     list_filter = ("repository",)
     list_select_related = ("repository", "owner")
     search_fields = ("path",)
     search_help_text = "Part of the path."
     ordering = ("repository__slug", "path")
     actions = ["force_release"]
-    fields = ("repository", "path", "owner", "ref_name", "locked_at", "age", "reason")
+    fields = ("repository", "path_text", "owner", "ref_name_text", "locked_at", "age", "reason_text")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -98,6 +100,19 @@ class FileLockAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A plain delete would release locks without a reason or an audit entry; force-release is the way.
         return False
+
+    # Paths, refs and reasons are the client's text: control characters show as their escape codes.
+    @admin.display(description="path", ordering="path")
+    def path_text(self, lock: FileLock) -> str:
+        return printable(lock.path)
+
+    @admin.display(description="ref name")
+    def ref_name_text(self, lock: FileLock) -> str:
+        return printable(lock.ref_name)
+
+    @admin.display(description="reason")
+    def reason_text(self, lock: FileLock) -> str:
+        return printable(lock.reason)
 
     @admin.display(description="age", ordering="-locked_at")
     def age(self, lock: FileLock) -> str:
