@@ -1,0 +1,200 @@
+"""Log injection (CWE-117): control characters a caller sends are stored as data, exactly, and shown escaped in
+every output: the console's pages, CSV and JSON exports, log lines and command output.
+
+Each payload goes in through the real ingestion endpoint (body fields and the User-Agent header); NUL is the one
+character stored changed, as the text ``\\x00``, on every database alike (PostgreSQL cannot store it).
+"""
+
+import csv
+import io
+import json
+import logging
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.test import APIClient
+
+from audit.catalogue import registered_action_save
+from audit.export.flat import csv_chunks, json_chunks
+from audit.log_filters import EscapeControlCharacters
+from audit.models import AuditLog
+from audit.services import EventSpec, record_many
+from audit.text import printable
+from tests.factories.users import UserFactory
+
+CODE = "PROVIDER.CONNECT"
+PAYLOADS = {
+    "crlf": "eve\r\nINFO forged line",
+    "ansi": "\x1b[31mred\x1b[0m\x1b]0;title\x07",
+    "c0": "bell\x07back\x08vt\x0bff\x0c",
+    "nul": "before\x00after",
+    "c1_and_separators": "del\x7fnel\x85ls\u2028ps\u2029",
+}
+RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def stored_form(text: str) -> str:
+    return text.replace("\x00", "\\x00")
+
+
+@pytest.fixture
+def service_client(db) -> APIClient:
+    registered_action_save(actor=None, code=CODE, description="Provider connected", compliance="SOC 2 CC6.1")
+    out = StringIO()
+    call_command("audit_service_account", "billing", stdout=out)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {out.getvalue().strip()}")
+    return client
+
+
+@pytest.fixture(params=sorted(PAYLOADS))
+def payload(request) -> str:
+    return PAYLOADS[request.param]
+
+
+@pytest.fixture
+def entry(service_client, payload) -> AuditLog:
+    if "\x00" in payload:
+        # The API refuses NUL in its plain text fields (400, see below); the recorder takes it from services.
+        (entry,) = record_many(
+            [
+                EventSpec(
+                    CODE,
+                    entity=f"Provider{payload}",
+                    entity_id=payload,
+                    on_behalf_of=payload,
+                    meta={"note": payload, "list": [payload]},
+                    changes={"name": {"before": payload, "after": "x"}},
+                )
+            ]
+        )
+        return entry
+    response = service_client.post(
+        "/api/audit/events",
+        {
+            "action": CODE,
+            "entity": f"Provider{payload}",
+            "entity_id": payload,
+            "on_behalf_of": payload,
+            "meta": {"note": payload, "list": [payload]},
+            "changes": {"name": {"before": payload, "after": "x"}},
+        },
+        format="json",
+        HTTP_USER_AGENT=payload,
+        HTTP_X_REQUEST_ID=f"req{payload}",
+    )
+    assert response.status_code == 201, response.content
+    return AuditLog.objects.filter(action=CODE).latest("id")
+
+
+def test_text_is_stored_as_data(entry, payload):
+    """Every text field keeps the caller's characters exactly (NUL as the text \\x00)."""
+    expected = stored_form(payload)
+    assert entry.entity == f"Provider{expected}"
+    assert entry.entity_id == expected
+    assert entry.on_behalf_of == expected
+    assert entry.meta["note"] == expected
+    assert entry.meta["list"] == [expected]
+    assert entry.changes["name"]["before"] == expected
+    if "\x00" not in payload:
+        assert entry.user_agent == payload
+
+
+def test_nul_in_a_plain_text_field_of_the_api_is_400_naming_it(service_client):
+    """DRF refuses NUL in a CharField; in meta and changes it is stored as the text \\x00 (above)."""
+    body = {"action": CODE, "entity_id": "a\x00b", "meta": {"note": "a\x00b"}}
+    response = service_client.post("/api/audit/events", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("entity_id:")
+
+
+def test_request_id_header_with_control_characters_is_replaced(entry, payload):
+    """X-Request-ID is a correlation token, not free text: one that is not a sane token gets a fresh id."""
+    assert entry.request_id != f"req{payload}"
+    assert not RAW_CONTROL.search(entry.request_id)
+
+
+def test_console_list_and_detail_show_escape_codes(entry, officer):
+    client = Client()
+    client.force_login(officer)
+    for url in ("/admin/audit/auditlog/", f"/admin/audit/auditlog/{entry.pk}/change/"):
+        page = client.get(url).content.decode()
+        assert not RAW_CONTROL.search(page), url
+        assert "\r\nINFO forged" not in page
+        assert printable(entry.entity_id) in page.replace("&#x27;", "'")
+
+
+def test_csv_export_has_escaped_cells_on_one_line(entry):
+    raw = b"".join(csv_chunks(AuditLog.objects.filter(pk=entry.pk))).decode()
+    rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+
+    assert len(rows) == 1
+    assert len(raw.split("\r\n")) == 3
+    assert not RAW_CONTROL.search(raw.replace("\r\n", ""))
+    assert rows[0]["entity_id"] == printable(entry.entity_id)
+    assert rows[0]["user_agent"] == printable(entry.user_agent)
+
+
+def test_json_export_round_trips_the_stored_values(entry):
+    raw = b"".join(json_chunks(AuditLog.objects.filter(pk=entry.pk)))
+    (item,) = json.loads(raw)
+
+    assert not RAW_CONTROL.search(raw.decode("ascii"))
+    assert item["entity_id"] == entry.entity_id
+    assert item["meta"] == entry.meta
+    assert item["changes"] == entry.changes
+
+
+def configured_handler() -> logging.Handler:
+    """The console handler settings.LOGGING gives the root logger."""
+    for handler in logging.getLogger().handlers:
+        if any(isinstance(f, EscapeControlCharacters) for f in handler.filters):
+            return handler
+    raise AssertionError("no root handler escapes control characters")
+
+
+@pytest.fixture
+def log_output():
+    handler = configured_handler()
+    stream = StringIO()
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
+
+
+def test_log_line_with_caller_text_stays_one_line(entry, log_output):
+    """A message or argument carrying the caller's text is written as one line with escape codes."""
+    logging.getLogger("audit.tests").warning("entry %s of %s", entry.pk, entry.entity_id)
+
+    lines = log_output.getvalue().splitlines()
+    assert len(lines) == 1
+    assert not RAW_CONTROL.search(log_output.getvalue())
+    assert lines[0].endswith(f"entry {entry.pk} of {printable(entry.entity_id)}")
+
+
+def test_django_request_log_of_a_crafted_path_stays_one_line(db, log_output):
+    """Django logs "Not Found: <path>"; a path with %0d%0a cannot start a forged line."""
+    Client().get("/nowhere%0d%0aERROR%20forged%1b[2J")
+
+    text = log_output.getvalue()
+    # Two records (the request line and Django's warning), two lines, each starting with its time.
+    assert [line[:4] for line in text.splitlines()] == [line[:4] for line in text.splitlines()[:1]] * 2
+    assert not RAW_CONTROL.search(text)
+    assert "Not Found: /nowhere\\r\\nERROR forged\\x1b[2J" in text
+
+
+def test_command_output_escapes_entry_text(entry):
+    """A legal hold on the entity id, listed by the command: the terminal gets escape codes, never ESC or CR."""
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    hold = ["--entity", entry.entity, "--entity-id", entry.entity_id, "--reason", entry.entity_id]
+    call_command("audit_hold", "create", *hold, "--as", superuser.username, stdout=StringIO())
+    out = StringIO()
+    call_command("audit_hold", "list", stdout=out)
+
+    assert not RAW_CONTROL.search(out.getvalue())
+    # The hold keeps its text stripped of surrounding whitespace (\x0c, \x85 and \u2029 are whitespace).
+    assert printable(entry.entity_id.strip()) in out.getvalue()
