@@ -32,8 +32,9 @@ PAYLOADS = {
     "c0": "bell\x07back\x08vt\x0bff\x0c",
     "nul": "before\x00after",
     "c1_and_separators": "del\x7fnel\x85ls\u2028ps\u2029",
+    "bidi": "invoice\u202egpj.exe\u2066x\u2069",
 }
-RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def stored_form(text: str) -> str:
