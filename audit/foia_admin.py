@@ -21,6 +21,7 @@ from .exceptions import InvalidAuditEntry
 from .export.bundle import ExportError
 from .export.service import foia_release_response
 from .foia_models import FoiaRequest, RedactionProfile
+from .text import printable
 
 Status = FoiaRequest.Status
 
@@ -103,7 +104,7 @@ class FoiaRequestAdmin(admin.ModelAdmin):
     """FOIA requests with their deadline. Every save is an audited service call; requests are never deleted."""
 
     form = FoiaRequestForm
-    list_display = ("tracking_number", "requester", "received_on", "due_on", "status", "days_left")
+    list_display = ("tracking_number", "requester_text", "received_on", "due_on", "status", "days_left")
     list_filter = ("status",)
     list_select_related = ("redaction_profile",)
     search_fields = ("tracking_number",)
@@ -111,6 +112,10 @@ class FoiaRequestAdmin(admin.ModelAdmin):
     ordering = ("-received_on", "-tracking_number")
     # The export adds its "export_bundle" action here; requests have no other bulk action (no deletion).
     actions = ["export_bundle"]
+
+    @admin.display(description="requester", ordering="requester")
+    def requester_text(self, foia_request: FoiaRequest) -> str:
+        return printable(foia_request.requester)
 
     @admin.action(description="Release: export the request's scope as a verifiable bundle", permissions=["change"])
     def export_bundle(self, request: HttpRequest, queryset: QuerySet[FoiaRequest]) -> HttpResponse | None:

@@ -18,11 +18,14 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from audit.catalogue import registered_action_save
+from audit.export.cover import render_cover_letter
 from audit.export.flat import csv_chunks, json_chunks
+from audit.foia import foia_request_create
 from audit.log_filters import EscapeControlCharacters
 from audit.models import AuditLog
 from audit.services import EventSpec, record_many
 from audit.text import printable
+from tests.audit.test_cover import letter, pdf_text
 from tests.factories.users import UserFactory
 
 CODE = "PROVIDER.CONNECT"
@@ -199,3 +202,25 @@ def test_command_output_escapes_entry_text(entry):
     assert not RAW_CONTROL.search(out.getvalue())
     # The hold keeps its text stripped of surrounding whitespace (\x0c, \x85 and \u2029 are whitespace).
     assert printable(entry.entity_id.strip()) in out.getvalue()
+
+
+def test_foia_requester_is_escaped_in_the_console_and_the_cover_letter(db, payload):
+    """The requester's name, typed by whoever logged the request, shows as escape codes in the list and the PDF.
+    (NUL cannot reach it: the console's form refuses it, as DRF does.)"""
+    requester = f"Jane{payload}".replace("\x00", "")
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    foia = foia_request_create(actor=superuser, requester=requester, description="All lock events")
+    # The service trims surrounding whitespace of the name (\x0c, \x85 and \u2029 are whitespace).
+    assert foia.requester == requester.strip()
+
+    client = Client()
+    client.force_login(superuser)
+    page = client.get("/admin/audit/foiarequest/").content.decode()
+    assert not RAW_CONTROL.search(page)
+    assert printable(foia.requester).replace("'", "&#x27;") in page
+
+    text = pdf_text(render_cover_letter(letter(requester=requester)))
+    plain = pdf_text(render_cover_letter(letter(requester="Jane")))
+    # Only the letter's own glyphs (list bullets extract as DEL), none of the requester's characters.
+    assert set(RAW_CONTROL.findall(text)) <= set(RAW_CONTROL.findall(plain))
+    assert "Jane" in text
