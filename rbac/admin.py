@@ -16,6 +16,8 @@ from django.forms import ModelMultipleChoiceField
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.translation import gettext_lazy
 
+from audit.text import printable
+
 from . import services
 from .forms import DeletionForm, GroupForm, RoleForm, UserCreateForm, UserForm, UserPasswordForm
 from .models import GroupScope, Role
@@ -118,7 +120,7 @@ class DeletedByServiceMixin(admin.ModelAdmin):
 @admin.register(Role)
 class RoleAdmin(SavedByServicesMixin, DeletedByServiceMixin):
     form = RoleForm
-    list_display = ("name", "privileged", "description", "permission_count")
+    list_display = ("name_text", "privileged", "description_text", "permission_count")
     list_filter = ("privileged",)
     search_fields = ("name",)
     fields = ("name", "description", "privileged", "permissions", "reason")
@@ -132,6 +134,14 @@ class RoleAdmin(SavedByServicesMixin, DeletedByServiceMixin):
             # Each permission's label names its content type: one join instead of a query per permission.
             kwargs["queryset"] = db_field.remote_field.model.objects.select_related("content_type")
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.display(description="name", ordering="name")
+    def name_text(self, role: Role) -> str:
+        return printable(role.name)
+
+    @admin.display(description="description")
+    def description_text(self, role: Role) -> str:
+        return printable(role.description)
 
     @admin.display(description="permissions", ordering="permission_count")
     def permission_count(self, role: Role) -> int:
@@ -153,7 +163,7 @@ class GroupAdmin(SavedByServicesMixin, DeletedByServiceMixin):
     are the way rights are given."""
 
     form = GroupForm
-    list_display = ("name", "roles", "member_count")
+    list_display = ("name_text", "roles", "member_count")
     search_fields = ("name",)
     ordering = ("name",)
     fields = ("name", "roles", "members", "branch_scope", "reason")
@@ -163,13 +173,17 @@ class GroupAdmin(SavedByServicesMixin, DeletedByServiceMixin):
         return queryset.annotate(member_count=Count("user", distinct=True))
 
     # Named as the form's fields: a read-only viewer sees these in their place.
+    @admin.display(description="name", ordering="name")
+    def name_text(self, group: Group) -> str:
+        return printable(group.name)
+
     @admin.display(description="roles")
     def roles(self, group: Group) -> str:
-        return ", ".join(role.name for role in group.rbac_roles.all()) or "—"
+        return printable(", ".join(role.name for role in group.rbac_roles.all())) or "—"
 
     @admin.display(description="members")
     def members(self, group: Group) -> str:
-        return ", ".join(group.user_set.order_by("username").values_list("username", flat=True)) or "—"
+        return printable(", ".join(group.user_set.order_by("username").values_list("username", flat=True))) or "—"
 
     @admin.display(description="branch scope")
     def branch_scope(self, group: Group) -> str:
