@@ -13,6 +13,7 @@ import re
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
@@ -25,6 +26,8 @@ from audit.log_filters import EscapeControlCharacters
 from audit.models import AuditLog
 from audit.services import EventSpec, record_many
 from audit.text import printable
+from locks.models import FileLock, Repository
+from rbac.models import Role
 from tests.audit.test_cover import letter, pdf_text
 from tests.factories.users import UserFactory
 
@@ -224,3 +227,40 @@ def test_foia_requester_is_escaped_in_the_console_and_the_cover_letter(db, paylo
     # Only the letter's own glyphs (list bullets extract as DEL), none of the requester's characters.
     assert set(RAW_CONTROL.findall(text)) <= set(RAW_CONTROL.findall(plain))
     assert "Jane" in text
+
+
+def test_names_paths_and_reasons_are_stored_exactly_and_escaped_in_the_console(db, payload):
+    """Role and group names, a lock path and its reason, sent through the REST API, are kept exactly and listed with
+    escape codes. NUL is refused in these plain text fields (400 naming the field)."""
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    api = APIClient()
+    api.force_authenticate(superuser)
+    Repository.objects.create(slug="art", name="Art")
+    text = f"x{payload}y"
+    responses = [
+        api.post("/api/rbac/roles", {"name": text, "description": text}, format="json"),
+        api.post("/api/rbac/groups", {"name": text}, format="json"),
+        api.post("/api/locks", {"repository": "art", "path": f"dir/{text}.psd", "reason": text}, format="json"),
+    ]
+    if "\x00" in payload:
+        assert [response.status_code for response in responses] == [400, 400, 400]
+        return
+    assert [response.status_code for response in responses] == [201, 201, 201], [r.content for r in responses]
+    assert Role.objects.get().name == text
+    assert Group.objects.get(name=text)
+    lock = FileLock.objects.get()
+    assert (lock.path, lock.reason) == (f"dir/{text}.psd", text)
+
+    client = Client()
+    client.force_login(superuser)
+    for url in (
+        "/admin/rbac/role/",
+        "/admin/auth/group/",
+        "/admin/locks/filelock/",
+        f"/admin/locks/filelock/{lock.pk}/",
+    ):
+        page = client.get(url, follow=True).content.decode()
+        # The visible text; attributes Django fills with str(obj) (the checkbox's aria-label) are not shown.
+        visible = re.sub(r"<[^>]*>", "", page)
+        assert not RAW_CONTROL.search(visible), url
+        assert printable(text).replace("'", "&#x27;") in page, url
