@@ -64,9 +64,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: an oversized body is refused before anything reads it.
-    "auditproject.body_limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body (sessions, CSRF's form parsing), after the security headers are in place.
+    "auditproject.body_limits.BodySizeLimitMiddleware",
     # Static files (the admin's, the API docs') served by the app itself, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,8 +1,9 @@
 """Log injection (CWE-117): control characters a caller sends are stored as data, exactly, and shown escaped in
 every output: the console's pages, CSV and JSON exports, log lines and command output.
 
-Each payload goes in through the real ingestion endpoint (body fields and the User-Agent header); NUL is the one
-character stored changed, as the text ``\\x00``, on every database alike (PostgreSQL cannot store it).
+Each payload goes in through the real paths: the ingestion endpoint (body fields, User-Agent and X-Request-ID
+headers), the rbac and locks APIs, the FOIA service. NUL is refused by the APIs' plain text fields and otherwise the
+one character stored changed, as the text ``\\x00``, on every database alike (PostgreSQL cannot store it).
 """
 
 import csv
