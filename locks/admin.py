@@ -45,7 +45,7 @@ class RepositoryAdmin(admin.ModelAdmin):
     offered here.
     """
 
-    list_display = ("slug", "name", "lock_count", "created_at")
+    list_display = ("slug", "name_text", "lock_count", "created_at")
     search_fields = ("slug", "name")
     ordering = ("slug",)
 
@@ -55,6 +55,10 @@ class RepositoryAdmin(admin.ModelAdmin):
         if obj is None:
             return ("created_at",)
         return ("slug", "created_at", "force_unlock_holders")
+
+    @admin.display(description="name", ordering="name")
+    def name_text(self, repository: Repository) -> str:
+        return printable(repository.name)
 
     @admin.display(description="may force-release locks here (manage.py locks_right)")
     def force_unlock_holders(self, repository: Repository) -> str:

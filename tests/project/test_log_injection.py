@@ -265,3 +265,20 @@ def test_names_paths_and_reasons_are_stored_exactly_and_escaped_in_the_console(d
         visible = re.sub(r"<[^>]*>", "", page)
         assert not RAW_CONTROL.search(visible), url
         assert printable(text).replace("'", "&#x27;") in page, url
+
+
+def test_repository_name_from_the_console_form_is_kept_and_listed_escaped(db, payload):
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(superuser)
+    name = f"x{payload}y"
+    client.post("/admin/locks/repository/add/", {"slug": "art", "name": name})
+
+    if "\x00" in payload:
+        # Django's form fields refuse NUL, as DRF's do.
+        assert not Repository.objects.exists()
+        return
+    assert Repository.objects.get().name == name
+    page = client.get("/admin/locks/repository/").content.decode()
+    assert not RAW_CONTROL.search(re.sub(r"<[^>]*>", "", page))
+    assert printable(name).replace("'", "&#x27;") in page
