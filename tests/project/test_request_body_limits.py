@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from locks.lfs.media import LFS_MEDIA_TYPE
-from locks.models import Repository
+from locks.models import FileLock, Repository
 from tests.factories.users import PASSWORD, UserFactory
 
 LIMIT = 2048
@@ -139,6 +139,17 @@ def test_chunked_body_without_content_length_is_411(small_limit, basic):
 
     assert response.status_code == 411
     assert response.json()["code"] == "length_required"
+
+
+def test_body_without_any_length_is_not_half_read(small_limit, basic):
+    """No Content-Length and no chunked framing: the body counts as empty, so the write fails validation (400)
+    instead of acting on part of what was sent."""
+    Repository.objects.create(slug="art", name="Art")
+    body = json.dumps({"repository": "art", "path": "a.psd"}).encode()
+    response = send(Client(), "POST", "/api/locks", body, "application/json", CONTENT_LENGTH="", **basic)
+
+    assert response.status_code == 400
+    assert not FileLock.objects.exists()
 
 
 def test_content_length_that_is_not_a_number_is_400(small_limit, basic):
