@@ -16,6 +16,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -25,8 +26,10 @@ from audit.export.flat import csv_chunks, json_chunks
 from audit.foia import foia_request_create
 from audit.log_filters import EscapeControlCharacters
 from audit.models import AuditLog
+from audit.sealing import seal_pending
 from audit.services import EventSpec, record_many
 from audit.text import printable
+from locks.lfs.media import LFS_MEDIA_TYPE
 from locks.models import FileLock, Repository
 from rbac.models import Role
 from tests.audit.test_cover import letter, pdf_text
@@ -282,3 +285,37 @@ def test_repository_name_from_the_console_form_is_kept_and_listed_escaped(db, pa
     page = client.get("/admin/locks/repository/").content.decode()
     assert not RAW_CONTROL.search(re.sub(r"<[^>]*>", "", page))
     assert printable(name).replace("'", "&#x27;") in page
+
+
+def test_audit_verify_output_of_a_tampered_entry_is_escaped(entry, payload, triggers_dropped):
+    """An entry whose entity id an attacker rewrote to terminal escapes is reported by id; its text never reaches
+    the terminal raw."""
+    seal_pending()
+    with triggers_dropped(), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditlog SET entity_id = %s WHERE id = %s", [f"{entry.entity_id}!", entry.pk])
+    out = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("audit_verify", stdout=out)
+
+    assert f"modified: entry {entry.pk}" in out.getvalue()
+    assert not RAW_CONTROL.search(out.getvalue())
+
+
+def test_lfs_lock_path_keeps_control_characters_as_data(db, payload):
+    """Git allows any byte but NUL in a path: the Git LFS API stores and lists it exactly, JSON-escaped."""
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    api = APIClient()
+    api.force_authenticate(superuser)
+    Repository.objects.create(slug="art", name="Art")
+    path = f"dir/x{payload}y.psd"
+    created = api.post("/api/lfs/art/locks", json.dumps({"path": path}), content_type=LFS_MEDIA_TYPE)
+
+    if "\x00" in payload:
+        assert created.status_code == 422
+        assert json.loads(created.content)["message"].startswith("path:")
+        return
+    assert created.status_code == 201, created.content
+    listed = api.get("/api/lfs/art/locks", HTTP_ACCEPT=LFS_MEDIA_TYPE)
+    assert [lock["path"] for lock in json.loads(listed.content)["locks"]] == [path]
+    # JSON escapes C0 controls; DEL, C1 and bidi controls are plain characters of a JSON string, read by programs.
+    assert not re.search(r"[\x00-\x1f]", listed.content.decode("utf-8"))
