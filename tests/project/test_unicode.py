@@ -14,10 +14,13 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
+from audit.actions import AuditAction
 from audit.export.flat import csv_chunks, json_chunks
 from audit.models import AuditLog
+from audit.services import record
 from locks.lfs.media import LFS_MEDIA_TYPE
 from locks.models import FileLock, Repository
+from tests.audit.test_bundle import export_directly, no_key, run_verify, signing_key  # noqa: F401 (fixtures)
 from tests.factories.users import PASSWORD, UserFactory
 
 NFC = unicodedata.normalize("NFC", "design/café.psd")
@@ -149,3 +152,17 @@ def test_exports_keep_unicode_exactly(client, repository):
     parsed = json.loads(b"".join(json_chunks(entries)))
     assert [item["meta"] for item in parsed] == [entry.meta for entry in entries]
     assert any(path in json.dumps(entry.meta, ensure_ascii=False) for path in PATHS.values() for entry in entries)
+
+
+def test_foia_bundle_keeps_unicode_exactly(db, signing_key, tmp_path):  # noqa: F811 (the imported fixture)
+    """records.jsonl parses back to the stored text, records.csv carries it as UTF-8, and the bundle verifies."""
+    for path in PATHS.values():
+        record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id=path, meta={"path": path, "by": NAMES[0]})
+    entries = AuditLog.objects.order_by("id")
+    bundle = export_directly(entries, [], tmp_path).bundle
+
+    assert [item["entity_id"] for item in bundle.records] == list(PATHS.values())
+    assert [item["meta"]["path"] for item in bundle.records] == list(PATHS.values())
+    assert [row["entity_id"] for row in bundle.csv_rows] == list(PATHS.values())
+    assert {row["meta"] for row in bundle.csv_rows} >= {json.dumps({"by": NAMES[0], "path": NFD}, ensure_ascii=False)}
+    assert run_verify(bundle.path, signing_key.public_path)[0] == 0
