@@ -21,6 +21,7 @@ from .admin_filters import (
     EntityIdFilter,
     RequestIdFilter,
 )
+from .admin_text import text_column
 from .catalogue import registered_action_save
 from .export.bundle import ExportError, ExportScope
 from .export.flat import Format, export_entries
@@ -234,21 +235,10 @@ class AuditLogAdmin(admin.ModelAdmin):
         label = printable(entry.actor_label) or "—"
         return f"{label} (#{entry.actor_id})" if entry.actor_id else label
 
-    @admin.display(description="entity")
-    def entity_text(self, entry: AuditLog) -> str:
-        return printable(entry.entity)
-
-    @admin.display(description="entity id")
-    def entity_id_text(self, entry: AuditLog) -> str:
-        return printable(entry.entity_id)
-
-    @admin.display(description="request id")
-    def request_id_text(self, entry: AuditLog) -> str:
-        return printable(entry.request_id)
-
-    @admin.display(description="user agent")
-    def user_agent_text(self, entry: AuditLog) -> str:
-        return printable(entry.user_agent)
+    entity_text = text_column("entity")
+    entity_id_text = text_column("entity_id", description="entity id")
+    request_id_text = text_column("request_id", description="request id")
+    user_agent_text = text_column("user_agent")
 
     @admin.display(description="description")
     def action_description(self, entry: AuditLog) -> str:

@@ -17,11 +17,11 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import foia
+from .admin_text import text_column
 from .exceptions import InvalidAuditEntry
 from .export.bundle import ExportError
 from .export.service import foia_release_response
 from .foia_models import FoiaRequest, RedactionProfile
-from .text import printable
 
 Status = FoiaRequest.Status
 
@@ -113,9 +113,7 @@ class FoiaRequestAdmin(admin.ModelAdmin):
     # The export adds its "export_bundle" action here; requests have no other bulk action (no deletion).
     actions = ["export_bundle"]
 
-    @admin.display(description="requester", ordering="requester")
-    def requester_text(self, foia_request: FoiaRequest) -> str:
-        return printable(foia_request.requester)
+    requester_text = text_column("requester", sortable=True)
 
     @admin.action(description="Release: export the request's scope as a verifiable bundle", permissions=["change"])
     def export_bundle(self, request: HttpRequest, queryset: QuerySet[FoiaRequest]) -> HttpResponse | None:

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from audit.text import printable
+from audit.admin_text import text_column
 
 from . import services
 from .models import FileLock, Repository
@@ -56,9 +56,7 @@ class RepositoryAdmin(admin.ModelAdmin):
             return ("created_at",)
         return ("slug", "created_at", "force_unlock_holders")
 
-    @admin.display(description="name", ordering="name")
-    def name_text(self, repository: Repository) -> str:
-        return printable(repository.name)
+    name_text = text_column("name", sortable=True)
 
     @admin.display(description="may force-release locks here (manage.py locks_right)")
     def force_unlock_holders(self, repository: Repository) -> str:
@@ -105,18 +103,9 @@ class FileLockAdmin(admin.ModelAdmin):
         # A plain delete would release locks without a reason or an audit entry; force-release is the way.
         return False
 
-    # Paths, refs and reasons are the client's text: control characters show as their escape codes.
-    @admin.display(description="path", ordering="path")
-    def path_text(self, lock: FileLock) -> str:
-        return printable(lock.path)
-
-    @admin.display(description="ref name")
-    def ref_name_text(self, lock: FileLock) -> str:
-        return printable(lock.ref_name)
-
-    @admin.display(description="reason")
-    def reason_text(self, lock: FileLock) -> str:
-        return printable(lock.reason)
+    path_text = text_column("path", sortable=True)
+    ref_name_text = text_column("ref_name")
+    reason_text = text_column("reason")
 
     @admin.display(description="age", ordering="-locked_at")
     def age(self, lock: FileLock) -> str:

@@ -16,6 +16,7 @@ from django.forms import ModelMultipleChoiceField
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.translation import gettext_lazy
 
+from audit.admin_text import text_column
 from audit.text import printable
 
 from . import services
@@ -135,13 +136,8 @@ class RoleAdmin(SavedByServicesMixin, DeletedByServiceMixin):
             kwargs["queryset"] = db_field.remote_field.model.objects.select_related("content_type")
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
-    @admin.display(description="name", ordering="name")
-    def name_text(self, role: Role) -> str:
-        return printable(role.name)
-
-    @admin.display(description="description")
-    def description_text(self, role: Role) -> str:
-        return printable(role.description)
+    name_text = text_column("name", sortable=True)
+    description_text = text_column("description")
 
     @admin.display(description="permissions", ordering="permission_count")
     def permission_count(self, role: Role) -> int:
@@ -173,9 +169,7 @@ class GroupAdmin(SavedByServicesMixin, DeletedByServiceMixin):
         return queryset.annotate(member_count=Count("user", distinct=True))
 
     # Named as the form's fields: a read-only viewer sees these in their place.
-    @admin.display(description="name", ordering="name")
-    def name_text(self, group: Group) -> str:
-        return printable(group.name)
+    name_text = text_column("name", sortable=True)
 
     @admin.display(description="roles")
     def roles(self, group: Group) -> str:
