@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import foia, redaction_profiles
+from .admin_text import text_column
 from .exceptions import InvalidAuditEntry
 from .export.bundle import ExportError
 from .export.service import foia_release_response
@@ -103,7 +104,7 @@ class FoiaRequestAdmin(admin.ModelAdmin):
     """FOIA requests with their deadline. Every save is an audited service call; requests are never deleted."""
 
     form = FoiaRequestForm
-    list_display = ("tracking_number", "requester", "received_on", "due_on", "status", "days_left")
+    list_display = ("tracking_number", "requester_text", "received_on", "due_on", "status", "days_left")
     list_filter = ("status",)
     list_select_related = ("redaction_profile",)
     search_fields = ("tracking_number",)
@@ -111,6 +112,8 @@ class FoiaRequestAdmin(admin.ModelAdmin):
     ordering = ("-received_on", "-tracking_number")
     # The export adds its "export_bundle" action here; requests have no other bulk action (no deletion).
     actions = ["export_bundle"]
+
+    requester_text = text_column("requester", sortable=True)
 
     @admin.action(description="Release: export the request's scope as a verifiable bundle", permissions=["change"])
     def export_bundle(self, request: HttpRequest, queryset: QuerySet[FoiaRequest]) -> HttpResponse | None:

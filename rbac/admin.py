@@ -19,6 +19,8 @@ from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from audit import tokens
+from audit.admin_text import text_column
+from audit.text import printable
 
 from . import services
 from .forms import DeletionForm, GroupForm, RoleForm, UserCreateForm, UserForm, UserPasswordForm
@@ -122,7 +124,7 @@ class DeletedByServiceMixin(admin.ModelAdmin):
 @admin.register(Role)
 class RoleAdmin(SavedByServicesMixin, DeletedByServiceMixin):
     form = RoleForm
-    list_display = ("name", "privileged", "description", "permission_count")
+    list_display = ("name_text", "privileged", "description_text", "permission_count")
     list_filter = ("privileged",)
     search_fields = ("name",)
     fields = ("name", "description", "privileged", "permissions", "reason")
@@ -136,6 +138,9 @@ class RoleAdmin(SavedByServicesMixin, DeletedByServiceMixin):
             # Each permission's label names its content type: one join instead of a query per permission.
             kwargs["queryset"] = db_field.remote_field.model.objects.select_related("content_type")
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    name_text = text_column("name", sortable=True)
+    description_text = text_column("description")
 
     @admin.display(description="permissions", ordering="permission_count")
     def permission_count(self, role: Role) -> int:
@@ -157,7 +162,7 @@ class GroupAdmin(SavedByServicesMixin, DeletedByServiceMixin):
     are the way rights are given."""
 
     form = GroupForm
-    list_display = ("name", "roles", "member_count")
+    list_display = ("name_text", "roles", "member_count")
     search_fields = ("name",)
     ordering = ("name",)
     fields = ("name", "roles", "members", "branch_scope", "reason")
@@ -167,13 +172,15 @@ class GroupAdmin(SavedByServicesMixin, DeletedByServiceMixin):
         return queryset.annotate(member_count=Count("user", distinct=True))
 
     # Named as the form's fields: a read-only viewer sees these in their place.
+    name_text = text_column("name", sortable=True)
+
     @admin.display(description="roles")
     def roles(self, group: Group) -> str:
-        return ", ".join(role.name for role in group.rbac_roles.all()) or "—"
+        return printable(", ".join(role.name for role in group.rbac_roles.all())) or "—"
 
     @admin.display(description="members")
     def members(self, group: Group) -> str:
-        return ", ".join(group.user_set.order_by("username").values_list("username", flat=True)) or "—"
+        return printable(", ".join(group.user_set.order_by("username").values_list("username", flat=True))) or "—"
 
     @admin.display(description="branch scope")
     def branch_scope(self, group: Group) -> str:
