@@ -30,6 +30,11 @@ class AuditAction(models.TextChoices):
     AUDIT_INGEST = "AUDIT.INGEST", "Events submitted by another system"
     ACTION_REGISTER = "ACTION.REGISTER", "Action code of another system registered"
     ACTION_UPDATE = "ACTION.UPDATE", "Registered action code changed"
+    REDACTION_PROFILE_CREATE = "REDACTION_PROFILE.CREATE", "Redaction profile for FOIA releases created"
+    REDACTION_PROFILE_UPDATE = "REDACTION_PROFILE.UPDATE", "Redaction profile changed"
+    REDACTION_PROFILE_DELETE = "REDACTION_PROFILE.DELETE", "Redaction profile deleted"
+    USER_TOKEN_CREATE = "USER.TOKEN.CREATE", "API token issued to a user or service account (never the token itself)"
+    USER_TOKEN_DELETE = "USER.TOKEN.DELETE", "API token revoked"
     USER_LOGIN = "USER.LOGIN", "User logged in"
     USER_LOGIN_FAILED = "USER.LOGIN_FAILED", "Login attempt failed"
     USER_LOGOUT = "USER.LOGOUT", "User logged out"
@@ -49,6 +54,9 @@ class AuditAction(models.TextChoices):
     GROUP_SCOPE_SET = "GROUP.SCOPE.SET", "Group branch scope replaced"
     LOCK_CREATE = "LOCK.CREATE", "File checked out (locked)"
     LOCK_RELEASE = "LOCK.RELEASE", "File checked in (unlocked) by its owner"
+    REPOSITORY_CREATE = "REPOSITORY.CREATE", "Repository created"
+    REPOSITORY_UPDATE = "REPOSITORY.UPDATE", "Repository renamed"
+    REPOSITORY_DELETE = "REPOSITORY.DELETE", "Repository deleted"
     REPOSITORY_PERM_GRANT = "REPOSITORY.PERM.GRANT", "Right to force-release locks in one repository given"
     REPOSITORY_PERM_REVOKE = "REPOSITORY.PERM.REVOKE", "Right to force-release locks in one repository taken away"
     LOCK_FORCE_RELEASE = "LOCK.FORCE_RELEASE", "Lock released by an administrator on someone else's behalf"
@@ -75,6 +83,11 @@ COMPLIANCE: dict[str, tuple[str, ...]] = {
     AuditAction.AUDIT_INGEST: ("PCI DSS 10.2.1.4",),
     AuditAction.ACTION_REGISTER: ("GDPR Art. 30", "PCI DSS 10.2.1.6"),
     AuditAction.ACTION_UPDATE: ("GDPR Art. 30", "PCI DSS 10.2.1.6"),
+    AuditAction.REDACTION_PROFILE_CREATE: ("FOIA 5 U.S.C. 552(b)", "SOC 2 CC8.1"),
+    AuditAction.REDACTION_PROFILE_UPDATE: ("FOIA 5 U.S.C. 552(b)", "SOC 2 CC8.1"),
+    AuditAction.REDACTION_PROFILE_DELETE: ("FOIA 5 U.S.C. 552(b)", "SOC 2 CC8.1"),
+    AuditAction.USER_TOKEN_CREATE: ("PCI DSS 10.2.1.5", "SOC 2 CC6.2"),
+    AuditAction.USER_TOKEN_DELETE: ("PCI DSS 10.2.1.5", "SOC 2 CC6.2"),
     AuditAction.USER_LOGIN: ("PCI DSS 10.2.1", "SOC 2 CC6.1"),
     AuditAction.USER_LOGIN_FAILED: ("PCI DSS 10.2.1.4",),
     AuditAction.USER_LOGOUT: ("PCI DSS 10.2.1",),
@@ -94,6 +107,9 @@ COMPLIANCE: dict[str, tuple[str, ...]] = {
     AuditAction.GROUP_SCOPE_SET: ("PCI DSS 10.2.1.5", "SOC 2 CC6.3"),
     AuditAction.LOCK_CREATE: ("SOC 2 CC6.1",),
     AuditAction.LOCK_RELEASE: ("SOC 2 CC6.1",),
+    AuditAction.REPOSITORY_CREATE: ("SOC 2 CC8.1",),
+    AuditAction.REPOSITORY_UPDATE: ("SOC 2 CC8.1",),
+    AuditAction.REPOSITORY_DELETE: ("SOC 2 CC8.1",),
     AuditAction.REPOSITORY_PERM_GRANT: ("PCI DSS 10.2.1.5", "SOC 2 CC6.3"),
     AuditAction.REPOSITORY_PERM_REVOKE: ("PCI DSS 10.2.1.5", "SOC 2 CC6.3"),
     AuditAction.LOCK_FORCE_RELEASE: ("PCI DSS 10.2.1.2",),

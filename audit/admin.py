@@ -21,6 +21,7 @@ from .admin_filters import (
     EntityIdFilter,
     RequestIdFilter,
 )
+from .admin_text import text_column
 from .catalogue import registered_action_save
 from .export.bundle import ExportError, ExportScope
 from .export.flat import Format, export_entries
@@ -78,7 +79,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         "created_at_iso",
         "actor_text",
         "action",
-        "entity",
+        "entity_text",
         "entity_id_text",
         "outcome",
         "ip_address",
@@ -105,7 +106,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         "actor_text",
         "action",
         "action_description",
-        "entity",
+        "entity_text",
         "entity_id_text",
         "outcome",
         "changes_table",
@@ -113,7 +114,7 @@ class AuditLogAdmin(admin.ModelAdmin):
         "perms_text",
         "ip_address",
         "user_agent_text",
-        "request_id",
+        "request_id_text",
         "on_behalf_of_text",
         "client_ip",
         "occurred_at_detail",
@@ -252,13 +253,10 @@ class AuditLogAdmin(admin.ModelAdmin):
         label = printable(entry.actor_label) or "—"
         return f"{label} (#{entry.actor_id})" if entry.actor_id else label
 
-    @admin.display(description="entity id")
-    def entity_id_text(self, entry: AuditLog) -> str:
-        return printable(entry.entity_id)
-
-    @admin.display(description="user agent")
-    def user_agent_text(self, entry: AuditLog) -> str:
-        return printable(entry.user_agent)
+    entity_text = text_column("entity")
+    entity_id_text = text_column("entity_id", description="entity id")
+    request_id_text = text_column("request_id", description="request id")
+    user_agent_text = text_column("user_agent")
 
     @admin.display(description="description")
     def action_description(self, entry: AuditLog) -> str:

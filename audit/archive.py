@@ -52,6 +52,8 @@ APPROVE_PERMISSION = "audit.approve_archive"
 # pg_advisory_xact_lock key: the ASCII of "arch"; two archives would both continue from the same checkpoint.
 ARCHIVE_LOCK_KEY = 0x61726368
 CHUNK = 2000
+# What a file is called while it is written; removed if the archive fails, never read as a segment.
+PARTIAL_SUFFIX = ".partial"
 
 
 class ArchiveRefused(Exception):
@@ -389,7 +391,7 @@ def _write_data(
 ) -> WrittenSegment:
     """Write a segment's lines, checking each entry against its seal and each seal against the one before."""
     data = directory / f"{plan.basename}{segments.DATA_SUFFIX}"
-    partial = data.with_name(data.name + ".partial")
+    partial = _partial(data)
     count = 0
     start_prev_hash = prev_hash
     with partial.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as out:
@@ -546,15 +548,34 @@ def _write_segments(
         draft.signature, draft.key_fingerprint = signing.sign(segments.checkpoint_statement(**draft.statement_fields()))
         for number, segment in enumerate(written):
             last = number == len(written) - 1
-            segment.manifest.write_bytes(
-                _manifest(segment, plan.request, created_at, draft.document() if last else None)
+            _write_atomically(
+                segment.manifest, _manifest(segment, plan.request, created_at, draft.document() if last else None)
             )
-            _fsync(segment.manifest)
         _fsync(directory)
     except BaseException:
         _remove(written, directory)
         raise
     return written, draft
+
+
+def _partial(path: Path) -> Path:
+    """Where a file is written before it gets its name: in the same directory, so the rename is atomic."""
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """A full disk or a crash part way leaves at most a ``.partial`` file, never a truncated manifest under the
+    name a verifier looks for."""
+    partial = _partial(path)
+    try:
+        with partial.open("wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _fsync(path: Path) -> None:
@@ -587,7 +608,7 @@ def _remove(written: list[WrittenSegment], directory: Path) -> None:
     for segment in written:
         for path in (segment.data, segment.manifest):
             path.unlink(missing_ok=True)
-    for partial in directory.glob(f"*{segments.DATA_SUFFIX}.partial"):
+    for partial in directory.glob(f"*{PARTIAL_SUFFIX}"):
         partial.unlink(missing_ok=True)
 
 

@@ -26,6 +26,30 @@ def seal_lookback_every() -> dt.timedelta:
     return dt.timedelta(seconds=getattr(settings, "AUDIT_SEAL_LOOKBACK_EVERY_SECONDS", 10))
 
 
+SEALING_MODES = ("inline", "background")
+
+
+def sealing_mode() -> str:
+    """``inline``: a writer seals its entries after its commit and returns once they are sealed. ``background``
+    (PostgreSQL; SQLite seals inline, it has one writer): a sealer thread of the process seals them, many writes
+    to a batch, and the writer returns after its commit (``audit/background_sealing.py``)."""
+    mode = str(getattr(settings, "AUDIT_SEALING", "inline"))
+    if mode not in SEALING_MODES:
+        raise ImproperlyConfigured(f"AUDIT_SEALING must be one of {', '.join(SEALING_MODES)}, got {mode!r}")
+    return mode
+
+
+def seal_linger() -> float:
+    """With background sealing: how long the first entry of a batch waits for others (seconds)."""
+    return float(getattr(settings, "AUDIT_SEAL_LINGER_MS", 50)) / 1000
+
+
+def anomaly_scan_every() -> float:
+    """With background sealing: seconds between anomaly scans after sealing (a scan after every batch would cost
+    a transaction per batch)."""
+    return float(getattr(settings, "AUDIT_ANOMALY_SCAN_EVERY_SECONDS", 1.0))
+
+
 def max_json_bytes() -> int:
     """Upper bound for the serialised size of ``changes`` and of ``meta`` of one entry."""
     return getattr(settings, "AUDIT_MAX_JSON_BYTES", 64 * 1024)

@@ -24,6 +24,11 @@ def snapshot(obj: Any, keys: Sequence[str]) -> dict[str, Any] | None:
     return {key: _plain(getattr(obj, key)) for key in keys}
 
 
+def _is_flat_list(value: Any) -> bool:
+    """None or a list of plain values (names, ids): those get ``added``/``removed``; lists of objects do not."""
+    return value is None or (isinstance(value, list) and all(isinstance(item, (str, int)) for item in value))
+
+
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
     """``{"field": {"before": b, "after": a}}`` for each field that differs; lists also get ``added``/``removed``."""
     old = before or {}
@@ -34,7 +39,7 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[st
         if before is not None and after is not None and was == now:
             continue
         change: dict[str, Any] = {"before": was, "after": now}
-        if isinstance(was, list) or isinstance(now, list):
+        if _is_flat_list(was) and _is_flat_list(now) and (was is not None or now is not None):
             was_set, now_set = set(was or []), set(now or [])
             change["added"] = sorted(now_set - was_set)
             change["removed"] = sorted(was_set - now_set)

@@ -11,13 +11,14 @@ import json
 from collections.abc import Container, Mapping
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from .actions import AuditAction
+from .authz import require
 from .foia_models import SHA256_RE, FoiaRequest, RedactionProfile
 from .models import AuditLog
 from .services import audited
@@ -155,11 +156,6 @@ def _insert_with_tracking_number(foia: FoiaRequest) -> None:
 # --- services -----------------------------------------------------------------------------------------------------
 
 
-def _require(actor: Any, perm: str) -> None:
-    if actor is not None and not actor.has_perm(perm):
-        raise PermissionDenied(f"{actor.get_username()} does not have the permission {perm}")
-
-
 def foia_request_snapshot(foia: FoiaRequest) -> dict[str, Any]:
     """The request as an entry's before/after shows it (the profile by name: ids mean nothing to a reader)."""
     values: dict[str, Any] = {name: getattr(foia, name) for name in SNAPSHOT_FIELDS if name != "redaction_profile"}
@@ -236,7 +232,7 @@ def foia_request_create(*, actor: Any, reason: str = "", **fields: Any) -> FoiaR
     scope_action_prefix, scope_entity, scope_since, scope_until, redaction_profile (object or id).
     Raises PermissionDenied without ``audit.add_foiarequest``, ValidationError for bad values.
     """
-    _require(actor, "audit.add_foiarequest")
+    require(actor, "audit.add_foiarequest")
     _check_fields(fields, CREATE_FIELDS)
     foia = FoiaRequest(status=Status.RECEIVED)
     _assign(foia, {"received_on": timezone.localdate(), **fields})
@@ -264,7 +260,7 @@ def foia_request_update(*, actor: Any, request_id: int, reason: str = "", **fiel
     released again with a new manifest. Once released, the scope and profile are frozen; once closed, everything.
     Raises PermissionDenied without ``audit.change_foiarequest``, ValidationError (on the field) otherwise.
     """
-    _require(actor, "audit.change_foiarequest")
+    require(actor, "audit.change_foiarequest")
     _check_fields(fields, UPDATE_FIELDS)
     foia = FoiaRequest.objects.select_related("redaction_profile").get(pk=request_id)
     current = foia.status

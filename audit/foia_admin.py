@@ -16,7 +16,8 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import foia
+from . import foia, redaction_profiles
+from .admin_text import text_column
 from .exceptions import InvalidAuditEntry
 from .export.bundle import ExportError
 from .export.service import foia_release_response
@@ -103,7 +104,7 @@ class FoiaRequestAdmin(admin.ModelAdmin):
     """FOIA requests with their deadline. Every save is an audited service call; requests are never deleted."""
 
     form = FoiaRequestForm
-    list_display = ("tracking_number", "requester", "received_on", "due_on", "status", "days_left")
+    list_display = ("tracking_number", "requester_text", "received_on", "due_on", "status", "days_left")
     list_filter = ("status",)
     list_select_related = ("redaction_profile",)
     search_fields = ("tracking_number",)
@@ -111,6 +112,8 @@ class FoiaRequestAdmin(admin.ModelAdmin):
     ordering = ("-received_on", "-tracking_number")
     # The export adds its "export_bundle" action here; requests have no other bulk action (no deletion).
     actions = ["export_bundle"]
+
+    requester_text = text_column("requester", sortable=True)
 
     @admin.action(description="Release: export the request's scope as a verifiable bundle", permissions=["change"])
     def export_bundle(self, request: HttpRequest, queryset: QuerySet[FoiaRequest]) -> HttpResponse | None:
@@ -227,3 +230,19 @@ class RedactionProfileAdmin(admin.ModelAdmin):
     @admin.display(description="requests", ordering="request_count")
     def request_count(self, profile: RedactionProfile) -> int:
         return profile.request_count
+
+    # Every change goes through the audited services: the admin's own save and delete would leave no entry.
+    def save_model(self, request: HttpRequest, obj: RedactionProfile, form: Any, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in redaction_profiles.FIELDS}
+        if change:
+            saved = redaction_profiles.redaction_profile_update(actor=request.user, profile_id=obj.pk, **fields)
+        else:
+            saved = redaction_profiles.redaction_profile_create(actor=request.user, **fields)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: RedactionProfile) -> None:
+        redaction_profiles.redaction_profile_delete(actor=request.user, profile_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            redaction_profiles.redaction_profile_delete(actor=request.user, profile_id=pk)

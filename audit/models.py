@@ -52,11 +52,13 @@ class AuditLog(AppendOnlyModel):
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField(db_default=Now())
-    # No cascade and no constraint: deleting a user must neither delete nor block its history.
+    # No cascade and no constraint: deleting a user must neither delete nor block its history. No index of its
+    # own: the (actor, id) index serves every look-up by actor, and each index costs every insert.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         null=True,
         blank=True,
         related_name="+",

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from . import conf, digests
+from .background_sealing import BackgroundSealer, sealer_for
 from .hashing import COMMITTED_FIELDS, GENESIS_HASH, chain_hash, entry_digest
 from .models import AuditLog, Seal, SignedDigest
 from .signing import has_signing_key
@@ -262,6 +263,7 @@ def _seal(
     full_scan: bool,
     lookback: bool,
     progress: Callable[[int], None] | None = None,
+    review: bool = True,
 ) -> int:
     """Seal in batches until a batch is not full; how many were sealed."""
     limit = conf.seal_batch_size()
@@ -287,14 +289,15 @@ def _seal(
             progress(sealed)
         if sealed < limit:
             break
-    _after_sealing(total, head, using)
+    _after_sealing(total, head, using, review=review)
     return total
 
 
-def _after_sealing(total: int, head: _Head | None, using: str) -> None:
+def _after_sealing(total: int, head: _Head | None, using: str, *, review: bool = True) -> None:
     if total:
         _sign_if_due(head, using)
-        _scan_for_anomalies(using)
+        if review:
+            _scan_for_anomalies(using)
 
 
 def _sign_if_due(head: _Head | None, using: str) -> None:
@@ -350,19 +353,114 @@ def _seal_scheduled(using: str) -> None:
     seal_committed(ids, using=using)
 
 
-def seal_committed(ids: list[int], *, using: str = "default") -> None:
+def seals_in_background(using: str) -> bool:
+    """Whether entries written on ``using`` go to the background sealer (``AUDIT_SEALING``; PostgreSQL only)."""
+    return conf.sealing_mode() == "background" and connections[using].vendor == "postgresql"
+
+
+def schedule_seal_of_stored(entry: AuditLog, using: str) -> None:
+    """Seal ``entry``, as stored (``audit.writing.insert_entry``), once its transaction commits.
+
+    With background sealing its digest is computed now, from the values the INSERT returned, and handed to the
+    sealer thread with its id after the commit; a rolled-back transaction (or savepoint) drops the hand-over with
+    its other commit callbacks. Otherwise as ``schedule_seal``.
+    """
+    if not seals_in_background(using):
+        schedule_seal([entry.pk], using)
+        return
+    pair = (entry.pk, digest_of(entry))
+
+    def hand_over() -> None:
+        background_sealer(using).submit([pair])
+
+    transaction.on_commit(hand_over, using=using, robust=True)
+
+
+def background_sealer(using: str = "default") -> BackgroundSealer:
+    """This process's sealer thread for ``using``: it seals the entries it is given, and every
+    ``AUDIT_ANOMALY_SCAN_EVERY_SECONDS`` runs the anomaly scan and, when due, the look-back (``_review``)."""
+    return sealer_for(
+        using,
+        seal=lambda pairs: seal_known(pairs, using=using),
+        review=lambda: _review(using),
+        review_every=conf.anomaly_scan_every(),
+        linger=conf.seal_linger(),
+        enough=conf.seal_batch_size(),
+    )
+
+
+def _review(using: str) -> None:
+    """After background sealing: the anomaly scan, and the look-back for committed entries nobody handed over
+    (their process ended between commit and hand-over), as ``seal_committed`` does after a commit."""
+    _scan_for_anomalies(using)
+    if time.monotonic() - _last_lookback.get(using, float("-inf")) >= conf.seal_lookback_every().total_seconds():
+        _seal([], using=using, full_scan=False, lookback=True, review=False)
+        _last_lookback[using] = time.monotonic()
+
+
+def _head_and_sealed(using: str, ids: list[int]) -> tuple[_Head | None, set[int]]:
+    """The chain head and last digest, and which of ``ids`` are sealed already; read under the sealer lock."""
+    q = _names(using)
+    last_seal = f"FROM {q['seals']} ORDER BY {q['chain_index']} DESC LIMIT 1"
+    last_digest = f"FROM {q['signed']} ORDER BY {q['chain_index']} DESC LIMIT 1"
+    sql = (
+        f"SELECT (SELECT {q['chain_index']} {last_seal}), (SELECT {q['hash']} {last_seal}), "
+        f"(SELECT {q['chain_index']} {last_digest}), (SELECT {q['signed_at']} {last_digest}), "
+        f"ARRAY(SELECT {q['entry_id']} FROM {q['seals']} WHERE {q['entry_id']} = ANY(%s))"
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [ids])
+        head_index, head_hash, digest_index, signed_at, sealed = cursor.fetchone()
+    head = None if head_index is None else _Head(head_index, head_hash, digest_index, _aware(signed_at))
+    return head, set(sealed)
+
+
+def seal_known(pairs: list[tuple[int, str]], *, using: str) -> int:
+    """Seal committed entries whose digests the writer computed from the stored row: no entry is read.
+
+    PostgreSQL (background sealing). Under the sealer lock, as every sealer, in one transaction; entries that
+    another sealer took meanwhile (a look-back, ``audit_seal``) are left out. Returns how many were sealed.
+    """
+    with transaction.atomic(using=using):
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+        # A statement of its own: one that also waited for the lock would read the chain as of before the wait.
+        head, sealed = _head_and_sealed(using, [pk for pk, _ in pairs])
+        rows: list[SealRow] = []
+        next_index = head.chain_index + 1 if head else 0
+        prev_hash = head.hash if head else GENESIS_HASH
+        for pk, digest in pairs:
+            if pk in sealed:
+                continue
+            sealed.add(pk)
+            hash_ = chain_hash(prev_hash, digest)
+            rows.append((next_index, pk, digest, prev_hash, hash_))
+            next_index, prev_hash = next_index + 1, hash_
+        with connections[using].cursor() as cursor:
+            for statement, params in zip(*_insert_seals_sql(using, rows), strict=True):
+                cursor.execute(statement, params)
+    if rows:
+        after = _Head(
+            next_index - 1, prev_hash, head.digest_index if head else None, head.digest_signed_at if head else None
+        )
+        _sign_if_due(after, using)
+    return len(rows)
+
+
+def seal_committed(ids: list[int], *, using: str = "default", review: bool = True) -> None:
     """Seal the entries a transaction just committed; returns once every committed entry of ``ids`` is sealed.
 
     Every ``AUDIT_SEAL_LOOKBACK_EVERY_SECONDS`` the batch also looks back over the recent chain positions for
-    entries that committed out of order and whose own sealer failed (``seal_pending`` always does).
+    entries that committed out of order and whose own sealer failed (``seal_pending`` always does). Without
+    ``review``, no anomaly scan follows (the caller schedules it).
     """
     if not ids:
         return
     lookback = time.monotonic() - _last_lookback.get(using, float("-inf")) >= conf.seal_lookback_every().total_seconds()
     if _can_skip_the_queue(using):
-        _seal_without_queueing(ids, using=using, lookback=lookback)
+        _seal_without_queueing(ids, using=using, lookback=lookback, review=review)
     else:
-        _seal(ids, using=using, full_scan=False, lookback=lookback)
+        _seal(ids, using=using, full_scan=False, lookback=lookback, review=review)
     if lookback:
         _last_lookback[using] = time.monotonic()
 
@@ -373,7 +471,7 @@ def _can_skip_the_queue(using: str) -> bool:
     return connection.vendor == "postgresql" and connection.get_autocommit() and not connection.in_atomic_block
 
 
-def _seal_without_queueing(ids: list[int], *, using: str, lookback: bool) -> None:
+def _seal_without_queueing(ids: list[int], *, using: str, lookback: bool, review: bool) -> None:
     """PostgreSQL after a commit: seal ``ids`` (and whatever else waits) without queueing for the lock.
 
     Each round is a transaction that tries the sealer lock. Without it: roll back, wait until the holder is done
@@ -415,4 +513,4 @@ def _seal_without_queueing(ids: list[int], *, using: str, lookback: bool) -> Non
             cursor.execute(check_sql, check_params)
             if not cursor.fetchone()[0]:
                 break
-    _after_sealing(total, head, using)
+    _after_sealing(total, head, using, review=review)

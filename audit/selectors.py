@@ -27,9 +27,13 @@ def visible_entries(*, viewer: Any) -> QuerySet[AuditLog]:
     return entries.filter(actor_id=viewer.pk)
 
 
+# Built once: every recorded entry is checked against it.
+CATALOGUE_CODES = frozenset(AuditAction.values)
+
+
 def unknown_actions(codes: Iterable[str]) -> set[str]:
     """The codes that are neither the project's own nor registered (one query for any number of codes)."""
-    candidates = {str(code) for code in codes} - set(AuditAction.values)
+    candidates = {str(code) for code in codes} - CATALOGUE_CODES
     if not candidates:
         return set()
     return candidates - set(RegisteredAction.objects.filter(code__in=candidates).values_list("code", flat=True))

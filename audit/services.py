@@ -24,8 +24,9 @@ from .exceptions import InvalidAuditEntry
 from .models import AuditLog
 from .privacy import protected
 from .redaction import redact
-from .sealing import schedule_seal
+from .sealing import schedule_seal, schedule_seal_of_stored
 from .selectors import unknown_actions
+from .writing import insert_entry
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ Outcome = AuditLog.Outcome
 INDEPENDENT_ALIAS = "audit_independent"
 BULK_BATCH_SIZE = 500
 F = TypeVar("F", bound=Callable[..., Any])
+OUTCOMES = frozenset(Outcome.values)
 
 
 NUL = "\x00"
@@ -144,7 +146,7 @@ def _acting_user(actor: Any, ctx: context.RequestContext | None) -> Any:
 
 
 def _build_entry(spec: EventSpec, *, actor: Any, perms: dict[str, Any], ctx: context.RequestContext | None) -> AuditLog:
-    if spec.outcome not in Outcome.values:
+    if spec.outcome not in OUTCOMES:
         raise InvalidAuditEntry(f"outcome must be one of {', '.join(Outcome.values)}, got {spec.outcome!r}")
     if spec.occurred_at is not None and timezone.is_naive(spec.occurred_at):
         raise InvalidAuditEntry("occurred_at must carry a time zone")
@@ -209,9 +211,10 @@ def record(
     alias = _alias_for_independent_write(using) if independent else using
     # No savepoint: one statement needs none, and if the INSERT fails inside the caller's transaction, that
     # transaction can only roll back; a savepoint would let a caller catch the error and commit unaudited.
+    # The digest a background sealer chains is taken inside ``protected``: from the entry as stored, encrypted.
     with protected([entry], using=alias), transaction.atomic(using=alias, savepoint=False):
-        entry.save(using=alias)
-    schedule_seal([entry.pk], alias)
+        insert_entry(entry, alias)
+        schedule_seal_of_stored(entry, alias)
     return entry
 
 

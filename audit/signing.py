@@ -3,10 +3,13 @@
 Keys come from settings or files named by settings, never from the repository:
 ``AUDIT_SIGNING_KEY`` / ``AUDIT_SIGNING_KEY_FILE`` (PEM, PKCS#8) to sign, and ``AUDIT_VERIFY_KEY`` /
 ``AUDIT_VERIFY_KEY_FILE`` (PEM, SubjectPublicKeyInfo) to verify; without a verify key the signing key's public half
-is used. The public key alone is enough to check a digest or an export, offline.
+is used. The public key alone is enough to check a digest or an export, offline. After a key rotation the verify
+file lists the new public key first and the retired ones after it: each stored signature names its key by
+fingerprint, and is checked with that key.
 """
 
 import hashlib
+import re
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -52,14 +55,36 @@ def has_signing_key() -> bool:
     return _pem_setting("AUDIT_SIGNING_KEY", "AUDIT_SIGNING_KEY_FILE") is not None
 
 
-def load_public_key() -> Ed25519PublicKey:
+_PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+
+
+def _verify_keys() -> list[Ed25519PublicKey]:
+    """The keys of ``AUDIT_VERIFY_KEY`` / ``AUDIT_VERIFY_KEY_FILE``, in their order: the current key first, then
+    the retired keys that older digests and checkpoints were signed with (one PEM block each)."""
     pem = _pem_setting("AUDIT_VERIFY_KEY", "AUDIT_VERIFY_KEY_FILE")
     if pem is None:
-        return load_private_key().public_key()
+        return []
+    blocks = _PEM_BLOCK.findall(pem)
+    if not blocks:
+        raise ImproperlyConfigured("AUDIT_VERIFY_KEY holds no PEM public key")
     try:
-        return public_key_from_pem(pem)
+        return [public_key_from_pem(block) for block in blocks]
     except ValueError as exc:
         raise ImproperlyConfigured(f"AUDIT_VERIFY_KEY is not a readable Ed25519 public key: {exc}") from exc
+
+
+def load_public_key() -> Ed25519PublicKey:
+    """The current key: the first verify key, else the signing key's public half."""
+    keys = _verify_keys()
+    return keys[0] if keys else load_private_key().public_key()
+
+
+def load_public_keys() -> dict[str, Ed25519PublicKey]:
+    """Every key a stored signature may have been made with, by fingerprint: the verify keys (current and
+    retired), or without them the signing key's public half. Configured outside the database, so whoever can
+    write there cannot add a key of their own."""
+    keys = _verify_keys() or [load_private_key().public_key()]
+    return {fingerprint(key): key for key in keys}
 
 
 def public_key_from_pem(pem: bytes) -> Ed25519PublicKey:

@@ -3,7 +3,9 @@
 import datetime as dt
 import re
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0, DEL and C1 controls, the line and paragraph separators, and the bidirectional controls that let text show in
+# another order than it is stored ("Trojan Source", CVE-2021-42574). The zero-width joiner stays: emoji need it.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def printable(text: object) -> str:

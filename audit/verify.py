@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -14,7 +15,7 @@ from .hashing import GENESIS_HASH, chain_hash, digest_statement
 from .models import ArchiveCheckpoint, AuditLog, Seal, SignedDigest
 from .sealing import digest_of
 from .segments import checkpoint_statement
-from .signing import is_valid, load_public_key
+from .signing import is_valid, load_public_keys
 
 CHUNK = 2000
 
@@ -169,6 +170,16 @@ def verify_chain(*, progress: Callable[[int], None] | None = None) -> VerifyRepo
     return report
 
 
+def _signature_problem(
+    keys: dict[str, Ed25519PublicKey], key_fingerprint: str, signature: str, statement: bytes
+) -> str:
+    """What is wrong with a stored signature ("" if nothing), checked with the key it names."""
+    key = keys.get(key_fingerprint)
+    if key is None:
+        return f"signing key {key_fingerprint[:16]}... is not among the verify keys (AUDIT_VERIFY_KEY_FILE)"
+    return "" if is_valid(key, signature, statement) else "signature does not verify"
+
+
 def verify_digests(checkpoint: ArchiveCheckpoint | None = None) -> list[Finding]:
     """Check each signed digest's signature, its link to the digest before, and that the chain still reaches it.
 
@@ -178,7 +189,7 @@ def verify_digests(checkpoint: ArchiveCheckpoint | None = None) -> list[Finding]
     if not digests:
         return []
     try:
-        key = load_public_key()
+        keys = load_public_keys()
     except ImproperlyConfigured as exc:
         return [Finding("bad_signature", None, None, f"signed digests exist but no key to check them: {exc}")]
     seal_hashes = dict(
@@ -190,10 +201,9 @@ def verify_digests(checkpoint: ArchiveCheckpoint | None = None) -> list[Finding]
     prev_signature = ""
     for digest in digests:
         statement = digest_statement(digest.chain_index, digest.head_hash, digest.signed_at, digest.prev_signature)
-        if not is_valid(key, digest.signature, statement):
-            findings.append(
-                Finding("bad_signature", None, digest.chain_index, "the digest's signature does not verify")
-            )
+        problem = _signature_problem(keys, digest.key_fingerprint, digest.signature, statement)
+        if problem:
+            findings.append(Finding("bad_signature", None, digest.chain_index, f"the digest's {problem}"))
         if digest.prev_signature != prev_signature:
             findings.append(Finding("digest_chain", None, digest.chain_index, "does not sign the digest before it"))
         if checkpoint is not None and digest.chain_index <= checkpoint.chain_index:
@@ -219,7 +229,7 @@ def verify_checkpoints(checkpoints: list[ArchiveCheckpoint]) -> list[Finding]:
     if not checkpoints:
         return []
     try:
-        key = load_public_key()
+        keys = load_public_keys()
     except ImproperlyConfigured as exc:
         return [Finding("bad_signature", None, None, f"archive checkpoints exist but no key to check them: {exc}")]
     findings = []
@@ -234,11 +244,10 @@ def verify_checkpoints(checkpoints: list[ArchiveCheckpoint]) -> list[Finding]:
             created_at=checkpoint.created_at,
             prev_signature=checkpoint.prev_signature,
         )
-        if not is_valid(key, checkpoint.signature, statement):
+        problem = _signature_problem(keys, checkpoint.key_fingerprint, checkpoint.signature, statement)
+        if problem:
             findings.append(
-                Finding(
-                    "bad_signature", None, checkpoint.chain_index, "the archive checkpoint's signature does not verify"
-                )
+                Finding("bad_signature", None, checkpoint.chain_index, f"the archive checkpoint's {problem}")
             )
         if checkpoint.prev_signature != prev_signature:
             findings.append(

@@ -43,6 +43,9 @@ AUDIT_VERIFY_KEY_FILE = os.environ.get("AUDIT_VERIFY_KEY_FILE", "")
 # then moves whole months into signed segments in AUDIT_ARCHIVE_DIR (keep those 12 months or more, on WORM storage).
 AUDIT_RETENTION_DAYS = int(os.environ.get("AUDIT_RETENTION_DAYS", "90"))
 AUDIT_ARCHIVE_DIR = os.environ.get("AUDIT_ARCHIVE_DIR", str(BASE_DIR / "var" / "archive"))
+# "inline": a writer returns once its entries are sealed. "background" (PostgreSQL): a sealer thread per process
+# seals them in batches a few milliseconds after the commit, and a write costs one transaction.
+AUDIT_SEALING = os.environ.get("AUDIT_SEALING", "inline")
 
 INSTALLED_APPS = [
     "auditproject.apps.ConsoleAdminConfig",
@@ -65,6 +68,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body (sessions, CSRF's form parsing), after the security headers are in place.
+    "auditproject.body_limits.BodySizeLimitMiddleware",
     # Static files (the admin's, the API docs') served by the app itself, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -78,6 +83,11 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "auditproject.urls"
+
+# The largest request body any endpoint accepts (a full ingestion batch fits); larger ones get 413. Django's own
+# limit on form data is the same, so admin forms answer alike.
+REQUEST_BODY_MAX_BYTES = int(os.environ.get("REQUEST_BODY_MAX_BYTES", str(5 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 WSGI_APPLICATION = "auditproject.wsgi.application"
 
 TEMPLATES = [
@@ -155,6 +165,11 @@ REST_FRAMEWORK = {
         "audit.authentication.AuditedTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "auditproject.parsers.UnicodeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "auditproject.exceptions.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
@@ -180,7 +195,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every handler escapes control characters in messages: one log record is one line, whatever a caller sent.
+    "filters": {"escape_control_characters": {"()": "audit.log_filters.EscapeControlCharacters"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["escape_control_characters"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "audit.request": {"handlers": ["console"], "level": "INFO", "propagate": False},

@@ -36,3 +36,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# Many writers on PostgreSQL: seal in batches behind the writers (see AUDIT_SEALING in settings).
+AUDIT_SEALING = os.environ.get("AUDIT_SEALING", "background")

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+handler400 = "auditproject.body_limits.bad_request"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/audit/", include("audit.api.urls")),

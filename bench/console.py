@@ -16,30 +16,20 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.environment import prepare  # noqa: E402
+
 # One entry every 10 s backwards from now: 1M entries span about 116 days.
 SECONDS_APART = 10
 FAMILIES = ("LOCK.CREATE", "LOCK.RELEASE", "USER.LOGIN", "AUDIT.VIEW", "ROLE.UPDATE", "GROUP.MEMBERS.SET")
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -108,10 +98,7 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="Print the plans of the pages' main queries.")
     args = parser.parse_args()
 
-    recreate_database(args.database_url)
-    keys = tempfile.mkdtemp(prefix="bench-keys-")
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ["AUDIT_SIGNING_KEY_FILE"] = f"{keys}/audit-signing.key"
+    keys = prepare(args.database_url)
     os.environ["ALLOWED_HOSTS"] = "testserver"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditproject.settings")
     import django

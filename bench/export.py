@@ -11,28 +11,17 @@ import argparse
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.environment import prepare  # noqa: E402
+
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def main() -> None:
@@ -41,10 +30,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://root@127.0.0.1:5432/bench_export")
     args = parser.parse_args()
 
-    recreate_database(args.database_url)
-    keys = tempfile.mkdtemp(prefix="bench-keys-")
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ["AUDIT_SIGNING_KEY_FILE"] = f"{keys}/audit-signing.key"
+    keys = prepare(args.database_url)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditproject.settings")
     import django
 

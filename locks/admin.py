@@ -20,6 +20,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.admin_text import text_column
+
 from . import services
 from .models import FileLock, Repository
 
@@ -43,7 +45,7 @@ class RepositoryAdmin(admin.ModelAdmin):
     offered here.
     """
 
-    list_display = ("slug", "name", "lock_count", "created_at")
+    list_display = ("slug", "name_text", "lock_count", "created_at")
     search_fields = ("slug", "name")
     ordering = ("slug",)
 
@@ -53,6 +55,8 @@ class RepositoryAdmin(admin.ModelAdmin):
         if obj is None:
             return ("created_at",)
         return ("slug", "created_at", "force_unlock_holders")
+
+    name_text = text_column("name", sortable=True)
 
     @admin.display(description="may force-release locks here (manage.py locks_right)")
     def force_unlock_holders(self, repository: Repository) -> str:
@@ -68,6 +72,20 @@ class RepositoryAdmin(admin.ModelAdmin):
         url = reverse("admin:locks_filelock_changelist") + f"?repository__id__exact={repository.pk}"
         return format_html('<a href="{}">{}</a>', url, repository.lock_count)
 
+    # Every change goes through the audited services: the admin's own save and delete would leave no entry.
+    def save_model(self, request: HttpRequest, obj: Repository, form: Any, change: bool) -> None:
+        if change:
+            services.repository_rename(actor=request.user, repository_id=obj.pk, name=form.cleaned_data["name"])
+        else:
+            obj.pk = services.repository_create(actor=request.user, slug=obj.slug, name=obj.name).pk
+
+    def delete_model(self, request: HttpRequest, obj: Repository) -> None:
+        services.repository_delete(actor=request.user, repository_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Repository]) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            services.repository_delete(actor=request.user, repository_id=pk)
+
 
 class ForceReleaseForm(forms.Form):
     reason = forms.CharField(
@@ -79,14 +97,14 @@ class ForceReleaseForm(forms.Form):
 
 @admin.register(FileLock)
 class FileLockAdmin(admin.ModelAdmin):
-    list_display = ("path", "repository", "owner", "age", "locked_at", "ref_name")
+    list_display = ("path_text", "repository", "owner", "age", "locked_at", "ref_name_text")
     list_filter = ("repository",)
     list_select_related = ("repository", "owner")
     search_fields = ("path",)
     search_help_text = "Part of the path."
     ordering = ("repository__slug", "path")
     actions = ["force_release"]
-    fields = ("repository", "path", "owner", "ref_name", "locked_at", "age", "reason")
+    fields = ("repository", "path_text", "owner", "ref_name_text", "locked_at", "age", "reason_text")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -98,6 +116,10 @@ class FileLockAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A plain delete would release locks without a reason or an audit entry; force-release is the way.
         return False
+
+    path_text = text_column("path", sortable=True)
+    ref_name_text = text_column("ref_name")
+    reason_text = text_column("reason")
 
     @admin.display(description="age", ordering="-locked_at")
     def age(self, lock: FileLock) -> str:

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from audit.text import printable
+
 
 class Repository(models.Model):
     """A repository whose files can be locked; the slug is the last part of its Git LFS URL."""
@@ -37,4 +39,5 @@ class FileLock(models.Model):
         indexes = [models.Index(fields=["owner", "id"], name="locks_owner_id")]
 
     def __str__(self) -> str:
-        return f"{self.repository.slug}:{self.path}"
+        # Shown in console titles and messages: the client's path with its control characters as escape codes.
+        return printable(f"{self.repository.slug}:{self.path}")

@@ -13,6 +13,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, get_users_with_perms, remove_perm
 
 from audit.actions import AuditAction
+from audit.authz import require
 from audit.services import audited
 
 from .exceptions import LockConflict, NotLockOwner
@@ -183,3 +184,42 @@ def repository_force_unlock_grant(*, actor: Any, repository_id: int, user: Any, 
 def repository_force_unlock_revoke(*, actor: Any, repository_id: int, user: Any, reason: str) -> Repository:
     """Take the per-repository force-release right away from ``user``."""
     return _set_force_unlock_right(actor=actor, repository_id=repository_id, user=user, reason=reason, grant=False)
+
+
+REPOSITORY_FIELDS = ("slug", "name")
+
+
+@audited(AuditAction.REPOSITORY_CREATE, entity="Repository", diff_keys=REPOSITORY_FIELDS)
+def repository_create(*, actor: Any, slug: str, name: str) -> Repository:
+    """Raises PermissionDenied without ``locks.add_repository``, ValidationError naming the field."""
+    require(actor, "locks.add_repository")
+    repository = Repository(slug=slug, name=name)
+    repository.full_clean()
+    repository.save()
+    return repository
+
+
+@audited(AuditAction.REPOSITORY_UPDATE, entity="Repository", pre_fetch=_repository, diff_keys=REPOSITORY_FIELDS)
+def repository_rename(*, actor: Any, repository_id: int, name: str) -> Repository:
+    """Change the display name; the slug stays (it is in the clients' LFS URLs and names the repository in the
+    trail). Raises PermissionDenied without ``locks.change_repository``."""
+    require(actor, "locks.change_repository")
+    repository = Repository.objects.get(pk=repository_id)
+    repository.name = name
+    repository.full_clean()
+    repository.save(update_fields=["name"])
+    return repository
+
+
+@audited(
+    AuditAction.REPOSITORY_DELETE,
+    entity="Repository",
+    pre_fetch=_repository,
+    diff_keys=REPOSITORY_FIELDS,
+    deletes=True,
+)
+def repository_delete(*, actor: Any, repository_id: int) -> None:
+    """Raises PermissionDenied without ``locks.delete_repository``; ProtectedError while files are locked in it
+    (locks are released one by one, each with its own entry)."""
+    require(actor, "locks.delete_repository")
+    Repository.objects.get(pk=repository_id).delete()

@@ -15,6 +15,12 @@ from django.db.models import Count, Model, QuerySet
 from django.forms import ModelMultipleChoiceField
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.translation import gettext_lazy
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
+
+from audit import tokens
+from audit.admin_text import text_column
+from audit.text import printable
 
 from . import services
 from .forms import DeletionForm, GroupForm, RoleForm, UserCreateForm, UserForm, UserPasswordForm
@@ -118,7 +124,7 @@ class DeletedByServiceMixin(admin.ModelAdmin):
 @admin.register(Role)
 class RoleAdmin(SavedByServicesMixin, DeletedByServiceMixin):
     form = RoleForm
-    list_display = ("name", "privileged", "description", "permission_count")
+    list_display = ("name_text", "privileged", "description_text", "permission_count")
     list_filter = ("privileged",)
     search_fields = ("name",)
     fields = ("name", "description", "privileged", "permissions", "reason")
@@ -132,6 +138,9 @@ class RoleAdmin(SavedByServicesMixin, DeletedByServiceMixin):
             # Each permission's label names its content type: one join instead of a query per permission.
             kwargs["queryset"] = db_field.remote_field.model.objects.select_related("content_type")
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    name_text = text_column("name", sortable=True)
+    description_text = text_column("description")
 
     @admin.display(description="permissions", ordering="permission_count")
     def permission_count(self, role: Role) -> int:
@@ -153,7 +162,7 @@ class GroupAdmin(SavedByServicesMixin, DeletedByServiceMixin):
     are the way rights are given."""
 
     form = GroupForm
-    list_display = ("name", "roles", "member_count")
+    list_display = ("name_text", "roles", "member_count")
     search_fields = ("name",)
     ordering = ("name",)
     fields = ("name", "roles", "members", "branch_scope", "reason")
@@ -163,13 +172,15 @@ class GroupAdmin(SavedByServicesMixin, DeletedByServiceMixin):
         return queryset.annotate(member_count=Count("user", distinct=True))
 
     # Named as the form's fields: a read-only viewer sees these in their place.
+    name_text = text_column("name", sortable=True)
+
     @admin.display(description="roles")
     def roles(self, group: Group) -> str:
-        return ", ".join(role.name for role in group.rbac_roles.all()) or "—"
+        return printable(", ".join(role.name for role in group.rbac_roles.all())) or "—"
 
     @admin.display(description="members")
     def members(self, group: Group) -> str:
-        return ", ".join(group.user_set.order_by("username").values_list("username", flat=True)) or "—"
+        return printable(", ".join(group.user_set.order_by("username").values_list("username", flat=True))) or "—"
 
     @admin.display(description="branch scope")
     def branch_scope(self, group: Group) -> str:
@@ -222,3 +233,24 @@ class UserAdmin(SavedByServicesMixin, auth_admin.UserAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # No service deletes a user: the audit trail keeps referring to them. Deactivate instead.
         return False
+
+
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class AuditedTokenAdmin(TokenAdmin):
+    """DRF's token admin, with issue and revoke going through the audited services (never the token itself)."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A token belongs to one user for good: handing it to another would be a second, unrecorded issue.
+        return ("user",) if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: TokenProxy, form: Any, change: bool) -> None:
+        if change:
+            return
+        tokens.token_create(actor=request.user, user_id=obj.user_id)
+        obj.key = TokenProxy.objects.values_list("key", flat=True).get(user_id=obj.user_id)
+
+    def delete_model(self, request: HttpRequest, obj: TokenProxy) -> None:
+        tokens.token_delete(actor=request.user, user_id=obj.user_id)

@@ -72,6 +72,26 @@ DEFAULT_ROLES = (
         False,
         ("locks.add_filelock", "locks.view_filelock", "locks.view_repository"),
     ),
+    DefaultRole(
+        "records officer",
+        "Answers FOIA requests and regulators' exports, places legal holds, and requests or approves archiving "
+        "(another officer must approve a request).",
+        True,
+        (
+            "audit.view_auditlog",
+            "audit.view_seal",
+            "audit.add_foiarequest",
+            "audit.change_foiarequest",
+            "audit.view_foiarequest",
+            "audit.view_redactionprofile",
+            # Removal of entries: two officers of this role, one requesting and another approving (NIST AU-9(5)).
+            "audit.request_archive",
+            "audit.approve_archive",
+            "audit.view_archiverequest",
+            "audit.manage_legalhold",
+            "audit.view_legalhold",
+        ),
+    ),
 )
 
 

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.db import models
 
+from audit.text import printable
+
 
 def empty_scope() -> dict[str, Any]:
     return {"allow": []}
@@ -28,7 +30,8 @@ class Role(models.Model):
         permissions = [("assign_role", "Can give roles to users and take them away")]
 
     def __str__(self) -> str:
-        return self.name
+        # Shown in console titles, choices and messages: control characters as escape codes.
+        return printable(self.name)
 
 
 class GroupScope(models.Model):

@@ -15,6 +15,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from audit.actions import AuditAction
+from audit.authz import require
 from audit.services import audited
 
 from .backends import forget_role_permissions
@@ -26,11 +27,6 @@ USER_FIELDS = ("username", "first_name", "last_name", "email", "is_active", "is_
 
 
 # --- checks -----------------------------------------------------------------------------------------------------
-
-
-def _require(actor: Any, perm: str) -> None:
-    if actor is not None and not actor.has_perm(perm):
-        raise PermissionDenied(f"{actor.get_username()} does not have the permission {perm}")
 
 
 def _require_reason(reason: str, why: str) -> None:
@@ -174,7 +170,7 @@ def role_create(
     permissions: Iterable[str] = (),
     reason: str = "",
 ) -> Role:
-    _require(actor, "rbac.add_role")
+    require(actor, "rbac.add_role")
     perms = resolve_permissions(permissions)
     if privileged and perms:
         _require_reason(reason, "a privileged role is created with permissions")
@@ -196,7 +192,7 @@ def role_update(
     privileged: bool | None = None,
     reason: str = "",
 ) -> Role:
-    _require(actor, "rbac.change_role")
+    require(actor, "rbac.change_role")
     role = Role.objects.get(pk=role_id)
     if privileged is not None and privileged != role.privileged:
         _require_reason(reason, "the privileged flag changes")
@@ -212,7 +208,7 @@ def role_update(
 
 @audited(AuditAction.ROLE_PERM_REPLACE, entity="Role", pre_fetch=_role, snapshot_with=role_snapshot)
 def role_permissions_replace(*, actor: Any, role_id: int, permissions: Iterable[str], reason: str = "") -> Role:
-    _require(actor, "rbac.change_role")
+    require(actor, "rbac.change_role")
     role = Role.objects.get(pk=role_id)
     perms = resolve_permissions(permissions)
     if role.privileged:
@@ -224,7 +220,7 @@ def role_permissions_replace(*, actor: Any, role_id: int, permissions: Iterable[
 
 @audited(AuditAction.ROLE_DELETE, entity="Role", pre_fetch=_role, snapshot_with=role_snapshot, deletes=True)
 def role_delete(*, actor: Any, role_id: int, reason: str = "") -> None:
-    _require(actor, "rbac.delete_role")
+    require(actor, "rbac.delete_role")
     role = Role.objects.get(pk=role_id)
     if role.privileged:
         _require_reason(reason, f"{role.name} is a privileged role")
@@ -233,7 +229,7 @@ def role_delete(*, actor: Any, role_id: int, reason: str = "") -> None:
 
 @audited(AuditAction.USER_ROLES_SET, entity="User", pre_fetch=_user, snapshot_with=user_roles_snapshot)
 def user_roles_set(*, actor: Any, user_id: int, role_ids: Iterable[int], reason: str = "") -> Any:
-    _require(actor, "rbac.assign_role")
+    require(actor, "rbac.assign_role")
     user = User.objects.get(pk=user_id)
     roles = _roles_by_id(role_ids)
     _check_role_change(actor, user.rbac_roles.all(), roles, reason)
@@ -254,7 +250,7 @@ def group_create(
     branch_scope: Any = None,
     reason: str = "",
 ) -> Group:
-    _require(actor, "auth.add_group")
+    require(actor, "auth.add_group")
     scope = validate_branch_scope(branch_scope if branch_scope is not None else {"allow": []})
     roles = _roles_by_id(role_ids)
     _check_role_change(actor, [], roles, reason)
@@ -270,7 +266,7 @@ def group_create(
 def group_update(
     *, actor: Any, group_id: int, name: str | None = None, role_ids: Iterable[int] | None = None, reason: str = ""
 ) -> Group:
-    _require(actor, "auth.change_group")
+    require(actor, "auth.change_group")
     group = Group.objects.get(pk=group_id)
     if name is not None:
         group.name = name
@@ -286,7 +282,7 @@ def group_update(
 
 @audited(AuditAction.GROUP_MEMBERS_SET, entity="Group", pre_fetch=_group, snapshot_with=group_snapshot)
 def group_members_set(*, actor: Any, group_id: int, user_ids: Iterable[int], reason: str = "") -> Group:
-    _require(actor, "auth.change_group")
+    require(actor, "auth.change_group")
     group = Group.objects.get(pk=group_id)
     members = _users_by_id(user_ids)
     roles = list(group.rbac_roles.all())
@@ -301,7 +297,7 @@ def group_members_set(*, actor: Any, group_id: int, user_ids: Iterable[int], rea
 
 @audited(AuditAction.GROUP_SCOPE_SET, entity="Group", pre_fetch=_group, snapshot_with=group_snapshot)
 def group_scope_set(*, actor: Any, group_id: int, branch_scope: Any, reason: str = "") -> Group:
-    _require(actor, "auth.change_group")
+    require(actor, "auth.change_group")
     group = Group.objects.get(pk=group_id)
     GroupScope.objects.update_or_create(group=group, defaults={"branch_scope": validate_branch_scope(branch_scope)})
     return group
@@ -309,7 +305,7 @@ def group_scope_set(*, actor: Any, group_id: int, branch_scope: Any, reason: str
 
 @audited(AuditAction.GROUP_DELETE, entity="Group", pre_fetch=_group, snapshot_with=group_snapshot, deletes=True)
 def group_delete(*, actor: Any, group_id: int, reason: str = "") -> None:
-    _require(actor, "auth.delete_group")
+    require(actor, "auth.delete_group")
     group = Group.objects.get(pk=group_id)
     if group.user_set.exists() and group.rbac_roles.filter(privileged=True).exists():
         _require_reason(reason, f"{group.name} gives its members a privileged role")
@@ -344,7 +340,7 @@ def user_create(
     is_superuser: bool = False,
     reason: str = "",
 ) -> Any:
-    _require(actor, "auth.add_user")
+    require(actor, "auth.add_user")
     if is_superuser:
         _check_superuser_change(actor, reason)
     user = User(
@@ -373,7 +369,7 @@ def user_update(
     *, actor: Any, user_id: int, fields: dict[str, Any], group_ids: Iterable[int] | None = None, reason: str = ""
 ) -> Any:
     """Change the account fields in ``fields`` (of ``USER_FIELDS``) and, if given, the user's groups."""
-    _require(actor, "auth.change_user")
+    require(actor, "auth.change_user")
     unknown = sorted(set(fields) - set(USER_FIELDS))
     if unknown:
         raise ValidationError({unknown[0]: "This field cannot be changed here."})
@@ -407,7 +403,7 @@ def user_update(
 
 @audited(AuditAction.USER_DEACTIVATE, entity="User", pre_fetch=_user, snapshot_with=user_snapshot)
 def user_deactivate(*, actor: Any, user_id: int, reason: str = "") -> Any:
-    _require(actor, "auth.change_user")
+    require(actor, "auth.change_user")
     user = User.objects.get(pk=user_id)
     _protect_superuser(actor, user)
     if actor is not None and actor.pk == user.pk:
@@ -423,7 +419,7 @@ def user_password_change(*, actor: Any, user_id: int, password: str) -> Any:
     user = User.objects.get(pk=user_id)
     _protect_superuser(actor, user)
     if actor is None or actor.pk != user.pk:
-        _require(actor, "auth.change_user")
+        require(actor, "auth.change_user")
     try:
         validate_password(password, user)
     except ValidationError as exc:

@@ -35,8 +35,11 @@ class JsonObjectField(serializers.DictField):
 
 class EventInputSerializer(serializers.Serializer):
     action = serializers.CharField(max_length=100, help_text="A registered ENTITY.OPERATION code.")
-    entity = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    entity_id = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    # Text is kept exactly as the source sent it (no trimming): the entry is the record of what it said.
+    entity = serializers.CharField(max_length=100, required=False, allow_blank=True, default="", trim_whitespace=False)
+    entity_id = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default="", trim_whitespace=False
+    )
     outcome = serializers.ChoiceField(choices=AuditLog.Outcome.choices, default=AuditLog.Outcome.SUCCESS)
     changes = JsonObjectField(required=False, default=dict, help_text='{"field": {"before": x, "after": y}}')
     meta = JsonObjectField(required=False, default=dict)
@@ -45,6 +48,7 @@ class EventInputSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         default="",
+        trim_whitespace=False,
         help_text="The end user, as the source names them.",
     )
     client_ip = serializers.IPAddressField(required=False, allow_null=True, default=None)

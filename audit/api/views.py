@@ -7,13 +7,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from auditproject.exceptions import Conflict
+from auditproject.parsers import UnicodeJSONParser
 
 from .. import signing
 from ..actions import AuditAction
@@ -96,7 +96,7 @@ class AuditEventListApi(RecordsDeniedAttemptsMixin, generics.ListAPIView):
         return super().get_permissions()
 
     def get_parsers(self) -> list[Any]:
-        return [JSONParser()]
+        return [UnicodeJSONParser()]
 
     def get_queryset(self) -> Any:
         return visible_entries(viewer=self.request.user)
@@ -140,7 +140,7 @@ class AuditEventBatchApi(RecordsDeniedAttemptsMixin, APIView):
     """Up to 1,000 events of another system in one transaction: all of them land, or none."""
 
     permission_classes = [IsAuthenticated, CanRecordEvents]
-    parser_classes = [JSONParser]
+    parser_classes = [UnicodeJSONParser]
     denied_action = AuditAction.AUDIT_INGEST
 
     @extend_schema(

@@ -21,6 +21,8 @@ from reportlab.lib.units import inch
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import ListFlowable, ListItem, Paragraph, SimpleDocTemplate, Spacer
 
+from ..text import printable
+
 # 5 U.S.C. 552(a)(6)(A)(i)(III)(aa): the appeal period may not be shorter.
 MIN_APPEAL_DAYS = 90
 DEFAULT_OGIS_CONTACT = (
@@ -102,8 +104,9 @@ def _plural(count: int, one: str, many: str) -> str:
 
 
 def _text(value: object) -> str:
-    # Paragraphs take reportlab's mini-markup: the requester's words must stay words.
-    return escape(str(value))
+    # Paragraphs take reportlab's mini-markup: the requester's words must stay words, and their control characters
+    # visible escape codes rather than glyphs a PDF viewer drops or garbles.
+    return escape(printable(value))
 
 
 class _Styles:

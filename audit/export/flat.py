@@ -20,15 +20,13 @@ from ..hashing import COMMITTED_FIELDS, canonical_value
 from ..models import AuditLog
 from ..privacy import revealed, subjects_in
 from ..services import record
-from ..text import printable
 from .bundle import ExportError
+from .spreadsheet import csv_cell
 
 Format = Literal["csv", "json"]
 # The committed fields (the salt is none of them) and where the entry sits in the hash chain, if sealed yet.
 COLUMNS: tuple[str, ...] = (*COMMITTED_FIELDS, "chain_index")
 CHUNK_ROWS = 500
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, CWE-1236).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CONTENT_TYPES: dict[str, str] = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 
@@ -45,20 +43,6 @@ def entry_values(entry: AuditLog) -> dict[str, Any]:
     seal = getattr(entry, "seal", None)
     values["chain_index"] = seal.chain_index if seal is not None else None
     return values
-
-
-def spreadsheet_cell(value: Any) -> str:
-    """Text a spreadsheet shows as it is: control characters escaped, a formula start neutralised by a leading
-    apostrophe. The raw text is checked, so a cell opening with a tab or CR gets the apostrophe as well as its
-    escape."""
-    if value is None:
-        text = ""
-    elif isinstance(value, (dict, list)):
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    else:
-        text = str(value)
-    escaped = printable(text)
-    return "'" + escaped if text.startswith(FORMULA_START) else escaped
 
 
 class _Line:
@@ -87,7 +71,7 @@ def csv_chunks(entries: QuerySet[AuditLog]) -> Iterator[bytes]:
     writer.writerow(COLUMNS)
     for count, entry in enumerate(_rows(entries), 1):
         values = entry_values(entry)
-        writer.writerow([spreadsheet_cell(values[column]) for column in COLUMNS])
+        writer.writerow([csv_cell(values[column]) for column in COLUMNS])
         if count % CHUNK_ROWS == 0:
             yield line.drain()
     yield line.drain()

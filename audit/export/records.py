@@ -1,17 +1,14 @@
 """One chain position as it leaves the server: the released record and its proof line."""
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..hashing import COMMITTED_FIELDS, canonical_value, commitment, field_salt
 from ..privacy import ERASED
-from ..text import printable
 from .rules import RedactionRule
+from .spreadsheet import csv_cell
 
 CSV_COLUMNS: tuple[str, ...] = ("chain_index", *COMMITTED_FIELDS)
-# A spreadsheet runs a cell starting with these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def applicable_rules(rules: Sequence[RedactionRule], actor_is_staff: bool) -> dict[str, RedactionRule]:
@@ -71,18 +68,6 @@ def proof_of_released(
 
 def proof_of_out_of_scope(chain_index: int, digest: str, hash_: str) -> dict:
     return {"chain_index": chain_index, "digest": digest, "hash": hash_}
-
-
-def csv_cell(value: Any) -> str:
-    """Plain text for a spreadsheet: JSON for structures, control characters escaped, formulas neutralised."""
-    if value is None:
-        text = ""
-    elif isinstance(value, (dict, list)):
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    else:
-        text = str(value)
-    text = printable(text)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def csv_row(record: Mapping[str, Any]) -> list[str]:

@@ -143,7 +143,7 @@ def verify_bundle(path: str, key: Ed25519PublicKey) -> BundleReport:
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
-        report.problems.append(f"{path}: not a readable ZIP ({exc})")
+        report.problems.append(f"{path}: not a readable ZIP, perhaps cut short ({exc})")
         return report
     with archive:
         try:

@@ -37,7 +37,7 @@ class LockListApi(APIView):
                 path = normalize_path(path)
             except InvalidPath as exc:
                 raise ValidationError({"path": [str(exc)]}) from exc
-        locks = lock_list(**{**filters.validated_data, "path": path})
+        locks = lock_list(actor=request.user, **{**filters.validated_data, "path": path})
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(locks, request, view=self)
         return paginator.get_paginated_response(LockSerializer(page, many=True).data)

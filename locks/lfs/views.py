@@ -108,7 +108,7 @@ class LfsLocksApi(LfsApiView):
         repo = self.repository(repository)
         params = ListLocksSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        locks = lock_list(repository=repo.slug)
+        locks = lock_list(actor=request.user, repository=repo.slug)
         if "path" in params.validated_data:
             try:
                 locks = locks.filter(path=normalize_path(params.validated_data["path"]))
@@ -146,7 +146,9 @@ class LfsVerifyApi(LfsApiView):
         data = VerifyLocksSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         page, next_cursor = _page(
-            lock_list(repository=repo.slug), data.validated_data.get("cursor"), data.validated_data.get("limit")
+            lock_list(actor=request.user, repository=repo.slug),
+            data.validated_data.get("cursor"),
+            data.validated_data.get("limit"),
         )
         body: dict[str, Any] = {
             "ours": [lock_json(lock) for lock in page if lock.owner_id == request.user.pk],

@@ -6,7 +6,6 @@ from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,6 +13,7 @@ from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from audit.api.mixins import RecordsDeniedAttemptsMixin
+from auditproject.parsers import UnicodeJSONParser
 
 from .. import services
 from ..models import Role
@@ -62,7 +62,7 @@ class RbacApi(APIView):
     """Any authenticated user may ask for a change: the service checks the right and records the outcome."""
 
     permission_classes = [IsAuthenticated]
-    parser_classes = [JSONParser]
+    parser_classes = [UnicodeJSONParser]
 
 
 class RbacReadApi(RecordsDeniedAttemptsMixin, RbacApi):

@@ -249,7 +249,7 @@ def test_officer_changelist_lists_entries_with_the_columns(db, officer_client, d
         "created_at_iso",
         "actor_text",
         "action",
-        "entity",
+        "entity_text",
         "entity_id_text",
         "outcome",
         "ip_address",

@@ -895,9 +895,9 @@ FORMULA_CELLS = {
     "-1+1": "'-1+1",
     "@SUM(A1:A2)": "'@SUM(A1:A2)",
     HYPERLINK: "'" + HYPERLINK,
-    # A leading tab or CR is escaped to text, so the cell starts with a backslash, not with the control character.
-    "\t=1+1": "\\t=1+1",
-    "\r=1+1": "\\r=1+1",
+    # A leading tab or CR is escaped to text and gets the apostrophe too: unescaped, the cell is still no formula.
+    "\t=1+1": "'\\t=1+1",
+    "\r=1+1": "'\\r=1+1",
     CONTROL: "a\\nb\\x1b[31m",
     "lock-17": "lock-17",
 }
@@ -917,8 +917,8 @@ def csv_bundle(db, signing_key, tmp_path) -> Bundle:
 
 
 def test_csv_cells_that_would_start_a_formula_are_neutralised(csv_bundle):
-    """A cell starting with =, +, -, @ gets a leading apostrophe; one starting with tab or CR starts with its
-    escape; no cell anywhere in records.csv starts with one of those six characters."""
+    """A cell starting with =, +, -, @, tab or CR gets a leading apostrophe (tab and CR also escaped);
+    no cell anywhere in records.csv starts with one of those six characters."""
     cells = [row["entity_id"] for row in csv_bundle.csv_rows[: len(FORMULA_CELLS)]]
     assert cells == list(FORMULA_CELLS.values())
     assert csv_bundle.csv_rows[-1]["on_behalf_of"] == "'@attacker"

@@ -509,3 +509,44 @@ def test_anonymous_gets_401(api_settings, signed_chain, api_client):
     assert response.has_header("WWW-Authenticate")
     assert "results" not in response.json()
     assert AuditLog.objects.count() == entries_before
+
+
+# --- key rotation -------------------------------------------------------------------------------------------------
+
+
+def test_after_a_key_rotation_older_digests_verify_with_the_retired_key_in_the_keyring(
+    db, signing_key, settings, tmp_path
+):
+    """Digests name the key that signed them: with the new key first and the retired one after it in
+    AUDIT_VERIFY_KEY_FILE, digests of both keys verify; without the retired key, its digests are reported and the
+    report names the key."""
+    _sealed_unsigned(3)
+    old = make_digest()
+    new_pair = keygen(tmp_path / "new")
+    settings.AUDIT_SIGNING_KEY_FILE = str(new_pair.private_path)
+    _sealed_unsigned(2, start=3)
+    new = make_digest()
+    assert (old.key_fingerprint, new.key_fingerprint) == (signing_key.fingerprint, new_pair.fingerprint)
+
+    settings.AUDIT_VERIFY_KEY_FILE = str(new_pair.public_path)
+    assert _findings() == [("bad_signature", None, old.chain_index)]
+    [finding] = verify_chain().findings
+    assert signing_key.fingerprint[:16] in finding.detail
+
+    keyring = tmp_path / "verify-keys.pem"
+    keyring.write_bytes(new_pair.public_path.read_bytes() + signing_key.public_path.read_bytes())
+    settings.AUDIT_VERIFY_KEY_FILE = str(keyring)
+    assert verify_chain().ok
+
+
+def test_a_digest_claiming_another_trusted_key_does_not_verify(db, signing_key, settings, tmp_path, tamper):
+    """Whoever can write to the database can relabel a digest with another trusted key's fingerprint, but the
+    signature is then checked with that key and fails."""
+    other = keygen(tmp_path / "other")
+    keyring = tmp_path / "verify-keys.pem"
+    keyring.write_bytes(signing_key.public_path.read_bytes() + other.public_path.read_bytes())
+    settings.AUDIT_VERIFY_KEY_FILE = str(keyring)
+    _sealed_unsigned(2)
+    digest = make_digest()
+    tamper("UPDATE audit_signeddigest SET key_fingerprint = %s WHERE id = %s", [other.fingerprint, digest.pk])
+    assert _findings() == [("bad_signature", None, digest.chain_index)]

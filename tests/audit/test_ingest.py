@@ -796,9 +796,9 @@ def test_oversized_meta_in_a_batch_names_the_index(service_client, settings):
 @pytest.mark.parametrize(
     ("url", "body", "field"),
     [
-        (EVENTS_URL, {"action": CODE, "meta": {"note": "\ud800"}}, "meta"),
+        (EVENTS_URL, {"action": CODE, "meta": {"note": "\ud800"}}, "meta.note"),
         (EVENTS_URL, {"action": CODE, "changes": {"\udfff": 1}}, "changes"),
-        (BATCH_URL, {"events": [{"action": CODE, "meta": {"note": "\ud800"}}]}, "events[0].meta"),
+        (BATCH_URL, {"events": [{"action": CODE, "meta": {"note": "\ud800"}}]}, "events[0].meta.note"),
     ],
 )
 def test_lone_surrogate_in_a_json_object_gives_400_naming_the_field(service_client, url, body, field):

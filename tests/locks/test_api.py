@@ -336,8 +336,19 @@ def listed(response) -> list[int]:
 
 
 def test_list_returns_every_lock_oldest_first(many_locks, rival):
-    """Without filters every lock is listed, in id order, to any authenticated user."""
+    """Without filters every lock is listed, in id order, to a member (locks.view_filelock)."""
     assert listed(client_for(rival).get(LIST_URL)) == [lock.pk for lock in many_locks.values()]
+
+
+def test_list_is_refused_without_the_view_right(many_locks):
+    """An authenticated user without locks.view_filelock gets 403 naming them, and no path or owner."""
+    outsider = UserFactory(username="outsider")
+
+    response = client_for(outsider).get(LIST_URL)
+
+    assert response.status_code == 403
+    assert "outsider" in response.json()["message"]
+    assert b"design/model.psd" not in response.content
 
 
 def test_list_filters_by_repository(many_locks, owner):

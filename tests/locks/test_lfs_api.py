@@ -563,6 +563,18 @@ def test_authenticated_user_without_the_member_role_gets_403_never_401(client, o
     assert FileLock.objects.filter(pk=held.pk).exists()
 
 
+def test_user_without_the_view_right_may_neither_list_nor_verify_locks(client, outsider, alice, repo):
+    """Who holds which file is seen with locks.view_filelock only: a user without it gets 403 with a message for
+    list and verify, and learns no path or owner."""
+    checkout(actor=alice, repository=repo, path="secret/plan.psd")
+    as_outsider = Lfs(client, "outsider")
+
+    for response in (as_outsider.locks(), as_outsider.verify()):
+        message = _assert_error(response, 403)
+        assert "outsider" in message
+        assert b"secret/plan.psd" not in response.content and b"alice" not in response.content
+
+
 def test_unknown_repository_answers_404_for_list_and_create(client, alice, repo):
     """A slug that names no repository answers 404 with a message naming it, for list and create."""
     as_alice = Lfs(client, "alice", slug="no-such-repo")

@@ -137,16 +137,16 @@ TABLE: dict[str, Row] = {
     "api/rbac/groups/<int:pk>/members": {"GET": row(401, 405, 405, 405, 405), "PUT": row(401, 403, 403, 403, 200)},
     "api/rbac/groups/<int:pk>/scope": {"GET": row(401, 405, 405, 405, 405), "PUT": row(401, 403, 403, 403, 200)},
     "api/rbac/users/<int:pk>/roles": {"GET": row(401, 405, 405, 405, 405), "PUT": row(401, 403, 403, 403, 200)},
-    # --- locks (REST): every authenticated user sees the locks; members check out, owners check in -------------
-    "api/locks": {"GET": row(401, 200, 200, 200, 200), "POST": row(401, 201, 403, 403, 201)},
+    # --- locks (REST): who holds what is seen with locks.view_filelock (members, lock administrators) ------------
+    "api/locks": {"GET": row(401, 200, 403, 200, 200), "POST": row(401, 201, 403, 403, 201)},
     # The lock is the member's: only its owner checks it in, a superuser included in the refused.
     "api/locks/<int:pk>/checkin": {"GET": row(401, 405, 405, 405, 405), "POST": row(401, 200, 403, 403, 403)},
     "api/locks/<int:pk>/force-checkin": {"GET": row(401, 405, 405, 405, 405), "POST": row(401, 403, 403, 200, 200)},
     # --- Git LFS locking -----------------------------------------------------------------------------------------
-    "api/lfs/<slug:repository>/locks": {"GET": row(401, 200, 200, 200, 200), "POST": row(401, 201, 403, 403, 201)},
+    "api/lfs/<slug:repository>/locks": {"GET": row(401, 200, 403, 200, 200), "POST": row(401, 201, 403, 403, 201)},
     "api/lfs/<slug:repository>/locks/verify": {
         "GET": row(401, 405, 405, 405, 405),
-        "POST": row(401, 200, 200, 200, 200),
+        "POST": row(401, 200, 403, 200, 200),
     },
     # {"force": true} on the member's lock: its owner releases it as a plain check-in, the force right the rest.
     "api/lfs/<slug:repository>/locks/<str:lock_id>/unlock": {
@@ -166,7 +166,7 @@ TABLE: dict[str, Row] = {
     "admin/autocomplete/": {"GET": console(403, 403, 403)},  # no model offers autocompletion
     "admin/jsi18n/": {"GET": console(200, 200, 200)},
     "admin/r/<path:content_type_id>/<path:object_id>/": {"GET": console(404, 404, 404)},  # no model has a site
-    "admin/^(?P<app_label>authtoken|audit|rbac|auth|locks)/$": {"GET": console(200, 404, 200)},  # /admin/audit/
+    "admin/^(?P<app_label>audit|rbac|auth|authtoken|locks)/$": {"GET": console(200, 404, 200)},  # /admin/audit/
     "admin/(?P<url>.*)$": {"GET": console(404, 404, 404)},
     "admin/audit/dashboard/": {"GET": console(200, 403, 200)},
     "admin/audit/dashboard/anomalies/<int:anomaly_id>/acknowledge/": {
@@ -286,7 +286,7 @@ def admin_object(model: str, world: World) -> int:
 
 # Patterns that are regular expressions, not routes: the URL stands written out.
 REGEX_URLS = {
-    "admin/^(?P<app_label>authtoken|audit|rbac|auth|locks)/$": "/admin/audit/",
+    "admin/^(?P<app_label>audit|rbac|auth|authtoken|locks)/$": "/admin/audit/",
     "admin/(?P<url>.*)$": "/admin/no-such-page/",
 }
 

@@ -13,7 +13,7 @@ from rbac.defaults import DEFAULT_ROLES, bootstrap_default_roles
 from rbac.models import Role
 from rbac.services import permission_codes
 
-DEFAULT_NAMES = ["administrator", "compliance officer", "lock administrator", "member"]
+DEFAULT_NAMES = ["administrator", "compliance officer", "lock administrator", "member", "records officer"]
 REASON = "default roles of a new installation"
 
 
@@ -24,15 +24,16 @@ def _bootstrap() -> str:
 
 
 @pytest.mark.django_db
-def test_creates_the_four_default_roles_with_their_privileged_flags():
-    """A first run creates administrator, compliance officer, lock administrator and member; only administrator
-    and lock administrator are privileged."""
+def test_creates_the_five_default_roles_with_their_privileged_flags():
+    """A first run creates administrator, compliance officer, records officer, lock administrator and member;
+    administrator, records officer and lock administrator are privileged."""
     output = _bootstrap()
 
     assert sorted(Role.objects.values_list("name", flat=True)) == DEFAULT_NAMES
     assert dict(Role.objects.values_list("name", "privileged")) == {
         "administrator": True,
         "compliance officer": False,
+        "records officer": True,
         "lock administrator": True,
         "member": False,
     }
@@ -119,10 +120,15 @@ def test_existing_role_of_the_same_name_is_left_as_it_is():
 
     created = bootstrap_default_roles()
 
-    assert [role.name for role in created] == ["administrator", "compliance officer", "lock administrator"]
+    assert [role.name for role in created] == [
+        "administrator",
+        "compliance officer",
+        "lock administrator",
+        "records officer",
+    ]
     member = Role.objects.get(name="member")
     assert (member.description, member.privileged, member.permissions.count()) == ("our own", True, 0)
-    assert AuditLog.objects.filter(action=AuditAction.ROLE_CREATE).count() == 3
+    assert AuditLog.objects.filter(action=AuditAction.ROLE_CREATE).count() == len(created)
 
 
 @pytest.mark.django_db

@@ -7,13 +7,15 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from audit.text import printable
+
 
 def officer(username: str) -> Any:
     """The active user named ``--as``. The shell account running the command is trusted to say who it is, as with
     any management command; officers without shell access use the admin."""
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
-        raise CommandError(f"--as {username}: no active user of that name")
+        raise CommandError(printable(f"--as {username}: no active user of that name"))
     return user
 
 
@@ -23,7 +25,7 @@ def date_argument(name: str, value: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
-        raise CommandError(f"{name} {value}: not a date (YYYY-MM-DD)") from exc
+        raise CommandError(printable(f"{name} {value}: not a date (YYYY-MM-DD)")) from exc
 
 
 def datetime_argument(name: str, value: str | None) -> dt.datetime | None:
@@ -33,7 +35,7 @@ def datetime_argument(name: str, value: str | None) -> dt.datetime | None:
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError as exc:
-        raise CommandError(f"{name} {value}: not a date or time (ISO 8601)") from exc
+        raise CommandError(printable(f"{name} {value}: not a date or time (ISO 8601)")) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 

@@ -8,6 +8,7 @@ from rest_framework.authtoken.models import Token
 from audit.actions import AuditAction
 from audit.diff import diff
 from audit.services import record
+from audit.tokens import token_create
 
 
 def _permission_names(user: User) -> list[str]:
@@ -45,5 +46,6 @@ class Command(BaseCommand):
                     changes=diff({"user_permissions": before}, {"user_permissions": after}),
                     meta={"service_account": True, "via": "audit_service_account"},
                 )
-            token, _ = Token.objects.get_or_create(user=account)
-        self.stdout.write(token.key)
+            if not Token.objects.filter(user=account).exists():
+                token_create(actor=None, user_id=account.pk)
+        self.stdout.write(Token.objects.get(user=account).key)

@@ -30,6 +30,7 @@ User = get_user_model()
 DEMO_USERS = (
     ("admin", "admin-demo-password", "superuser"),
     ("officer", "officer-demo-password", "compliance officer"),
+    ("records", "records-demo-password", "records officer"),
     ("alice", "alice-demo-password", "member"),
     ("bob", "bob-demo-password", "member"),
 )
@@ -80,7 +81,7 @@ class Command(BaseCommand):
                     username=username,
                     email=f"{username}@example.org",
                     password=password,
-                    is_staff=kind in ("superuser", "compliance officer"),
+                    is_staff=kind in ("superuser", "compliance officer", "records officer"),
                     is_superuser=kind == "superuser",
                     reason="demo installation",
                 )
@@ -88,6 +89,12 @@ class Command(BaseCommand):
             member = Role.objects.get(name="member")
             for username in ("alice", "bob"):
                 rbac.user_roles_set(actor=admin, user_id=users[username].pk, role_ids=[member.pk])
+            # Archiving needs a second officer to approve: the compliance officer holds this role too.
+            records = Role.objects.get(name="records officer")
+            for username in ("records", "officer"):
+                rbac.user_roles_set(
+                    actor=admin, user_id=users[username].pk, role_ids=[records.pk], reason="records management"
+                )
             rbac.group_members_set(
                 actor=admin, group_id=officers.pk, user_ids=[users["officer"].pk], reason="compliance team"
             )

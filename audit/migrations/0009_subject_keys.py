@@ -12,7 +12,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("audit", "0007_partitions"),
+        ("audit", "0008_actor_without_own_index"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
