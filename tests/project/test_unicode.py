@@ -20,6 +20,7 @@ from audit.models import AuditLog
 from audit.services import record
 from locks.lfs.media import LFS_MEDIA_TYPE
 from locks.models import FileLock, Repository
+from tests.audit.read_back import read_back
 from tests.audit.test_bundle import export_directly, no_key, run_verify, signing_key  # noqa: F401 (fixtures)
 from tests.factories.users import PASSWORD, UserFactory
 
@@ -131,7 +132,7 @@ def test_role_and_group_names_round_trip(client, console, name):
 def test_unicode_username_and_repository_name_in_the_console(client, console, repository):
     """The actor label keeps the username as written; the console shows it and the repository's name."""
     post_json(client, "/api/locks", {"repository": "art", "path": PATHS["cjk"]})
-    entry = AuditLog.objects.filter(action="LOCK.CREATE").latest("id")
+    entry = read_back(pk=AuditLog.objects.filter(action="LOCK.CREATE").latest("id").pk)
 
     assert entry.actor_label == "rööt"
     assert "rööt" in console.get("/admin/audit/auditlog/").content.decode()
