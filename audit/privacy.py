@@ -32,6 +32,7 @@ from django.utils.crypto import salted_hmac
 from . import conf
 from .hashing import canonical_json, commitment, field_salt
 from .models import AuditLog, SubjectKey
+from .transactions import INDEPENDENT_ALIAS
 
 USER_ENTITY = "User"
 PERSONAL_COLUMNS: tuple[str, ...] = ("actor_label", "ip_address", "user_agent")
@@ -89,6 +90,11 @@ def key_for_writing(subject_id: int, *, using: str = "default") -> bytes | None:
     if cached is not None and time.monotonic() - cached[1] < conf.subject_key_cache_seconds():
         return cached[0]
     row = SubjectKey.objects.using(using).filter(subject_id=subject_id).only("key").first()
+    if row is None and using == INDEPENDENT_ALIAS:
+        # A refused or failed attempt recorded beside a caller's transaction that may be making this very key:
+        # inserting it here would wait for that uncommitted row while the caller waits for this write. The entry
+        # keeps its personal fields as commitments only, as after an erasure.
+        return None
     if row is None:
         try:
             with transaction.atomic(using=using):

@@ -26,12 +26,12 @@ from .privacy import protected
 from .redaction import redact
 from .sealing import schedule_seal, schedule_seal_of_stored
 from .selectors import unknown_actions
+from .transactions import INDEPENDENT_ALIAS, in_caller_transaction
 from .writing import insert_entry
 
 logger = logging.getLogger(__name__)
 
 Outcome = AuditLog.Outcome
-INDEPENDENT_ALIAS = "audit_independent"
 BULK_BATCH_SIZE = 500
 F = TypeVar("F", bound=Callable[..., Any])
 OUTCOMES = frozenset(Outcome.values)
@@ -96,16 +96,8 @@ def _context_for(request: HttpRequest | None) -> context.RequestContext | None:
     return context.from_request(request)
 
 
-def _in_caller_transaction(using: str) -> bool:
-    """Whether a transaction other than a test case's own wrapper is open on ``using``."""
-    connection = connections[using]
-    return connection.in_atomic_block and not all(
-        getattr(block, "_from_testcase", False) for block in connection.atomic_blocks
-    )
-
-
 def _alias_for_independent_write(using: str) -> str:
-    if not _in_caller_transaction(using):
+    if not in_caller_transaction(using):
         return using
     if connections[using].vendor == "sqlite":
         # SQLite has one writer: a second connection would wait for the caller's own write lock. The entry joins
