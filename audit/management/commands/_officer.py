@@ -1,4 +1,4 @@
-"""Shared by the retention commands: who acts (``--as``) and how dates are read."""
+"""Shared by the retention and privacy commands: who acts (``--as``), whom it is about, how dates are read."""
 
 import datetime as dt
 from typing import Any
@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from audit.subject_access import find_subject
 from audit.text import printable
 
 
@@ -17,6 +18,14 @@ def officer(username: str) -> Any:
     if user is None:
         raise CommandError(printable(f"--as {username}: no active user of that name"))
     return user
+
+
+def subject(user: str) -> Any:
+    """The data subject named on the command line, by username or id."""
+    found = find_subject(user)
+    if found is None:
+        raise CommandError(printable(f"No user {user!r} (by username or id)."))
+    return found
 
 
 def date_argument(name: str, value: str | None) -> dt.date | None:

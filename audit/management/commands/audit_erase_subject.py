@@ -4,10 +4,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.erasure import erase_subject
-from audit.subject_access import find_subject
 from audit.text import printable
 
 from ._officer import error_message, officer
+from ._officer import subject as named_subject
 
 
 class Command(BaseCommand):
@@ -24,9 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, user: str, reason: str, **options: Any) -> None:
         if not reason.strip():
             raise CommandError("--reason is required: say why the subject is erased, e.g. the request it answers.")
-        subject = find_subject(user)
-        if subject is None:
-            raise CommandError(printable(f"No user {user!r} (by username or id)."))
+        subject = named_subject(user)
         actor = officer(options["username"]) if options.get("username") else None
         try:
             erase_subject(subject=subject, actor=actor, reason=reason.strip())

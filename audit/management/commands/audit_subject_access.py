@@ -4,10 +4,11 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.subject_access import find_subject, subject_access_export
+from audit.subject_access import subject_access_export
 from audit.text import printable
 
 from ._officer import officer
+from ._officer import subject as named_subject
 
 
 class Command(BaseCommand):
@@ -21,9 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--as", dest="username", help="The officer asking (default: the system).")
 
     def handle(self, *args: Any, user: str, **options: Any) -> None:
-        subject = find_subject(user)
-        if subject is None:
-            raise CommandError(printable(f"No user {user!r} (by username or id)."))
+        subject = named_subject(user)
         actor = officer(options["username"]) if options.get("username") else None
         try:
             document = subject_access_export(subject=subject, actor=actor)
