@@ -172,11 +172,15 @@ _sealers: dict[str, BackgroundSealer] = {}
 _sealers_lock = threading.Lock()
 
 
-def sealer_for(using: str, **options: Any) -> BackgroundSealer:
-    """The sealer of ``using``, made with ``options`` (see ``BackgroundSealer``) the first time."""
+def sealer_for(using: str, options: Callable[[], dict[str, Any]]) -> BackgroundSealer:
+    """The sealer of ``using``, made with ``options()`` (see ``BackgroundSealer``) the first time: every write
+    asks for it, and reading the settings each time cost more than the hand-over itself."""
+    sealer = _sealers.get(using)
+    if sealer is not None:
+        return sealer
     with _sealers_lock:
         if using not in _sealers:
-            _sealers[using] = BackgroundSealer(using, **options)
+            _sealers[using] = BackgroundSealer(using, **options())
         return _sealers[using]
 
 

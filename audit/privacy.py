@@ -30,7 +30,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from . import conf
-from .hashing import canonical_json, commitment, field_salt
+from .hashing import canonical_json, commitment, field_commitments, field_salt
 from .models import AuditLog, SubjectKey
 from .transactions import INDEPENDENT_ALIAS
 
@@ -143,7 +143,7 @@ def protected(entries: Sequence[AuditLog], *, using: str = "default") -> Iterato
             continue
         salt = bytes(entry.salt)
         plain: dict[str, Any] = {name: getattr(entry, name) for name in PERSONAL_COLUMNS}
-        commitments = {name: commitment(field_salt(salt, name), name, value) for name, value in plain.items()}
+        commitments = field_commitments(salt, plain)
         meta = entry.meta
         personal_meta = {key: meta[key] for key in meta_keys if key in meta}
         if personal_meta:

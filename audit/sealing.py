@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
@@ -28,6 +29,7 @@ from .background_sealing import BackgroundSealer, sealer_for
 from .hashing import COMMITTED_FIELDS, GENESIS_HASH, chain_hash, entry_digest
 from .models import AuditLog, Seal, SignedDigest
 from .signing import has_signing_key
+from .writing import bound_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +193,18 @@ def _insert_seals_sql(using: str, rows: list[SealRow]) -> tuple[list[str], list[
         statements.append(f"INSERT INTO {qn(Seal._meta.db_table)} ({columns}) VALUES {values}")
         params.append([value for row in chunk for value in row])
     return statements, params
+
+
+@cache
+def _insert_seal_arrays_sql(using: str) -> str:
+    """One INSERT of any number of seals, given as one array per column (PostgreSQL): the same statement for every
+    batch, prepared once, where a multi-row VALUES differs with each batch size and is parsed anew every time."""
+    qn = connections[using].ops.quote_name
+    columns = ", ".join(qn(name) for name in ("chain_index", "entry_id", "digest", "prev_hash", "hash"))
+    return (
+        f"INSERT INTO {qn(Seal._meta.db_table)} ({columns}) "
+        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])"
+    )
 
 
 def _aware(value: Any) -> dt.datetime | None:
@@ -381,11 +395,13 @@ def background_sealer(using: str = "default") -> BackgroundSealer:
     ``AUDIT_ANOMALY_SCAN_EVERY_SECONDS`` runs the anomaly scan and, when due, the look-back (``_review``)."""
     return sealer_for(
         using,
-        seal=lambda pairs: seal_known(pairs, using=using),
-        review=lambda: _review(using),
-        review_every=conf.anomaly_scan_every(),
-        linger=conf.seal_linger(),
-        enough=conf.seal_batch_size(),
+        lambda: {
+            "seal": lambda pairs: seal_known(pairs, using=using),
+            "review": lambda: _review(using),
+            "review_every": conf.anomaly_scan_every(),
+            "linger": conf.seal_linger(),
+            "enough": conf.seal_batch_size(),
+        },
     )
 
 
@@ -436,9 +452,9 @@ def seal_known(pairs: list[tuple[int, str]], *, using: str) -> int:
             hash_ = chain_hash(prev_hash, digest)
             rows.append((next_index, pk, digest, prev_hash, hash_))
             next_index, prev_hash = next_index + 1, hash_
-        with connections[using].cursor() as cursor:
-            for statement, params in zip(*_insert_seals_sql(using, rows), strict=True):
-                cursor.execute(statement, params)
+        if rows:
+            with bound_cursor(using) as cursor:
+                cursor.execute(_insert_seal_arrays_sql(using), [list(column) for column in zip(*rows, strict=True)])
     if rows:
         after = _Head(
             next_index - 1, prev_hash, head.digest_index if head else None, head.digest_signed_at if head else None

@@ -3,6 +3,10 @@
 The INSERT returns the id and the columns whose stored form can differ from what was sent (JSON: PostgreSQL's
 jsonb writes ``1e+16`` as ``10000000000000000``; addresses in their canonical form), so the entry in memory is the
 entry as stored: its digest is the one ``audit_verify`` will compute from the row, without reading the row again.
+
+On PostgreSQL the statements every write runs go through ``bound_cursor``: parameters sent apart from the SQL, so
+that psycopg prepares the statement once per connection (after ``prepare_threshold`` uses) and neither side parses,
+plans or quotes it again.
 """
 
 from collections.abc import Callable
@@ -10,7 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import psycopg
 from django.db import connections, models
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Field
 
 from .models import AuditLog
@@ -48,12 +54,25 @@ def _statement(using: str) -> _Statement:
     return _Statement(sql, sent, converters)
 
 
+def bound_cursor(using: str) -> CursorWrapper:
+    """A cursor of ``using`` with server-side parameter binding on PostgreSQL (Django's own cursors bind on the
+    client unless the whole project opts in); wrapped as Django wraps its cursors, so queries are logged and
+    counted alike. Other backends: their usual cursor."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    cursor = psycopg.Cursor(connection.connection)
+    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+
+
 def insert_entry(entry: AuditLog, using: str) -> AuditLog:
     """Insert ``entry`` (unsaved) in one statement; afterwards it holds its id and its values as stored."""
     connection = connections[using]
     statement = _statement(using)
     params = [field.get_db_prep_save(getattr(entry, field.attname), connection) for field in statement.sent]
-    with connection.cursor() as cursor:
+    with bound_cursor(using) as cursor:
         cursor.execute(statement.sql, params)
         row = cursor.fetchone()
     for (field, converters), value in zip(statement.returned, row, strict=True):

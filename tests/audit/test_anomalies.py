@@ -747,3 +747,33 @@ def test_acknowledging_an_unknown_anomaly_raises_does_not_exist(db, acknowledger
 
     [entry] = ack_entries()
     assert (entry.outcome, entry.meta["anomaly_id"]) == (Outcome.FAILURE, 999999)
+
+
+def test_scan_loads_exactly_the_entries_that_can_trigger_a_rule(db, user):
+    """The scan reads only possible triggers from the database (`_can_trigger`), and that filter selects the same
+    entries the rules themselves take as triggers: successful privileged actions (exact codes and "ROLE.*"
+    patterns) and force releases, and failed logins of any outcome; refusals and ordinary writes are left out."""
+    from audit.anomalies import _can_trigger, _events  # noqa: PLC0415
+
+    entries = [
+        grant_roles(user),
+        record(AuditAction.ROLE_CREATE, entity="Role", entity_id=1, actor=user),
+        record(AuditAction.ROLE_CREATE, entity="Role", entity_id=1, outcome=Outcome.DENIED, actor=user),
+        failed_login("mallory", "192.0.2.9"),
+        force_release(user),
+        force_release(user, Outcome.DENIED),
+        record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id=1, actor=user),
+        *refused(user, 1),
+    ]
+    ids = [entry.pk for entry in entries]
+
+    loaded = {event.id for event in _events(AuditLog.objects.filter(_can_trigger(), id__in=ids))}
+    privileged = conf.anomaly_privileged_actions()  # LOCK.FORCE_RELEASE among them
+    triggers = {
+        event.id
+        for event in _events(AuditLog.objects.filter(id__in=ids))
+        if (event.outcome == Outcome.SUCCESS and is_privileged(event.action, privileged))
+        or event.action == AuditAction.USER_LOGIN_FAILED
+    }
+
+    assert loaded == triggers == {ids[0], ids[1], ids[3], ids[4]}

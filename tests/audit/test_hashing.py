@@ -2,14 +2,17 @@
 (Python's hashlib/hmac/json and cross-checked with openssl), so a change of the recipe breaks these tests."""
 
 import datetime as dt
+import enum
 import hashlib
 import hmac
+import json
 
 import pytest
 
 from audit.hashing import (
     COMMITTED_FIELDS,
     GENESIS_HASH,
+    FieldSalts,
     canonical_json,
     chain_hash,
     commitment,
@@ -89,6 +92,28 @@ def test_field_salt_is_hmac_of_the_field_name():
     """The field salt is HMAC-SHA256 keyed with the entry salt over the field name (known answer)."""
     assert field_salt(SALT, "action").hex() == FIELD_SALT_OF_ACTION
     assert FIELD_SALT_OF_ACTION == hmac.new(SALT, b"action", hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("salt", [SALT, bytes(range(16)), b"k" * 64, b"a longer key than one block of sha256" * 3, b""])
+@pytest.mark.parametrize("name", [*COMMITTED_FIELDS, "meta.email", "é", ""])
+def test_field_salts_of_one_salt_are_the_hmac_of_each_name(salt, name):
+    """``FieldSalts``, which keys HMAC once for all of an entry's names, gives what ``hmac`` gives for each name,
+    also for keys of a block's length and longer, which HMAC hashes first."""
+    assert FieldSalts(salt)(name) == hmac.digest(salt, name.encode(), "sha256")
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, False, 0, -1, 10**30, Level.HIGH, 1.5, 1e16, "", "é\n\x01", [True, None, 2], {"b": 1, "a": None}],
+)
+def test_canonical_json_of_scalars_is_the_encoders_output(value):
+    """The shortcuts for null, booleans and integers write exactly what the canonical encoder writes."""
+    reference = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert canonical_json(value) == reference.encode()
 
 
 def test_commitment_hashes_field_salt_name_and_value():
