@@ -54,7 +54,7 @@ SUBJECT_MAX_LENGTH = Anomaly._meta.get_field("subject").max_length
 # Detection is the system's doing: no request user or address of whichever request's commit ran the scan.
 _SYSTEM_CONTEXT = context.RequestContext(request_id="", ip_address=None, user_agent="")
 
-_EVENT_FIELDS = ("id", "created_at", "action", "outcome", "actor_id", "actor_label", "ip_address")
+_EVENT_FIELDS = ("id", "created_at", "action", "outcome", "actor_id", "ip_address")
 
 
 # --- what the rules read --------------------------------------------------------------------------------------------
@@ -69,7 +69,6 @@ class Event:
     action: str
     outcome: str = Outcome.SUCCESS
     actor_id: int | None = None
-    actor_label: str = ""
     ip_address: str | None = None
     # For USER.LOGIN_FAILED: the user name that was tried (meta.username).
     username: str = ""
@@ -87,7 +86,6 @@ def _event(row: dict[str, Any]) -> Event:
         action=row["action"],
         outcome=row["outcome"],
         actor_id=row["actor_id"],
-        actor_label=row["actor_label"],
         ip_address=row["ip_address"],
         username=str(row["attempted"] or "") if row["action"] == AuditAction.USER_LOGIN_FAILED else "",
     )
@@ -100,7 +98,7 @@ def _events(entries: QuerySet[AuditLog]) -> list[Event]:
             *_EVENT_FIELDS, "attempted", "salt", "personal"
         )
     )
-    # Encrypted actor labels and addresses, decrypted with one key query for all rows.
+    # Encrypted addresses, decrypted with one key query for all rows.
     personal = privacy.personal_of(
         (AuditLog(id=row["id"], actor_id=row["actor_id"], salt=row["salt"], personal=row["personal"]) for row in rows),
         using=entries.db,
@@ -109,7 +107,6 @@ def _events(entries: QuerySet[AuditLog]) -> list[Event]:
     for row in rows:
         found = personal.get(row["id"])
         if found is not None:
-            row["actor_label"] = privacy.ERASED if found.erased else found.values["actor_label"]
             row["ip_address"] = None if found.erased else found.values["ip_address"]
     return [_event(row) for row in rows]
 
@@ -165,11 +162,12 @@ class Hit:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def _who(subject: str, events: Sequence[Event]) -> str:
+def _who(subject: str) -> str:
     kind, _, value = subject.partition(":")
     if kind == "actor":
-        label = next((event.actor_label for event in events if event.actor_label), "")
-        return f"{printable(label) or 'user'} (#{value})"
+        # By id only: the summary is copied into an AUDIT.ANOMALY entry of the system, which no subject's key
+        # covers, so a label decrypted here would outlive that subject's erasure.
+        return f"user #{value}"
     if kind == "username":
         return f'the user name "{printable(value)}"'
     if kind == "ip":
@@ -201,8 +199,8 @@ def denied_then_privileged(
             continue
         attempts = [event for event in refused.within(subject, trigger, window) if event.id != trigger.id]
         if len(attempts) >= count:
-            who = _who(subject, attempts)
-            by = "" if subject == actor_subject(trigger) else f" by {_who(actor_subject(trigger) or '', [trigger])}"
+            who = _who(subject)
+            by = "" if subject == actor_subject(trigger) else f" by {_who(actor_subject(trigger) or '')}"
             return Hit(
                 rule=Rule.DENIED_THEN_PRIVILEGED,
                 subject=subject,
@@ -232,7 +230,7 @@ def failed_logins(trigger: Event, failures: Timeline, *, window: dt.timedelta, l
                 subject=subject,
                 trigger=trigger,
                 evidence=tuple(attempts),
-                summary=f"{len(attempts)} failed logins for {_who(subject, attempts)} within {_minutes(window)}",
+                summary=f"{len(attempts)} failed logins for {_who(subject)} within {_minutes(window)}",
                 parameters={"failed_logins_above": limit, "window_minutes": window.total_seconds() / 60},
             )
     return None
@@ -273,7 +271,7 @@ def force_release_off_hours(
         trigger=trigger,
         evidence=(trigger,),
         summary=(
-            f"{trigger.action} by {_who(subject, [trigger])} on {local:%a %Y-%m-%d %H:%M} {tz.key}, "
+            f"{trigger.action} by {_who(subject)} on {local:%a %Y-%m-%d %H:%M} {tz.key}, "
             f"outside working hours {span}"
         ),
         parameters={"working_hours": span, "working_days": sorted(days), "timezone": tz.key},

@@ -777,3 +777,18 @@ def test_scan_loads_exactly_the_entries_that_can_trigger_a_rule(db, user):
     }
 
     assert loaded == triggers == {ids[0], ids[1], ids[3], ids[4]}
+
+
+def test_anomaly_names_the_actor_by_id_not_by_their_encrypted_label(db, user):
+    """The AUDIT.ANOMALY entry belongs to the system, so no subject's key covers it: its summary names the actor
+    as "user #<id>" and never copies the user name that their own entries hold only encrypted, which would
+    outlive an erasure."""
+    refused(user, 3)
+    grant_roles(user)
+
+    [anomaly] = seal_and_scan()
+
+    [entry] = anomaly_entries()
+    assert f"user #{user.pk}" in entry.meta["summary"]
+    assert user.username not in entry.meta["summary"]
+    assert user.username not in anomaly.summary
