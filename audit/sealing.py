@@ -197,8 +197,8 @@ def _insert_seals_sql(using: str, rows: list[SealRow]) -> tuple[list[str], list[
 
 @cache
 def _insert_seal_arrays_sql(using: str) -> str:
-    """One INSERT of any number of seals, given as one array per column (PostgreSQL): the same statement for every
-    batch, prepared once, where a multi-row VALUES differs with each batch size and is parsed anew every time."""
+    """One INSERT of any number of seals, given as one array per column (PostgreSQL): five parameters whatever the
+    batch size, where a multi-row VALUES has five per seal, each split out of the SQL and quoted on the client."""
     qn = connections[using].ops.quote_name
     columns = ", ".join(qn(name) for name in ("chain_index", "entry_id", "digest", "prev_hash", "hash"))
     return (
