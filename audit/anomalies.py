@@ -34,8 +34,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db import connections, transaction
+from django.db.models import BooleanField, Count, Max, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -331,8 +332,8 @@ def _failed_logins_around(triggers: Sequence[Event], window: dt.timedelta, using
 def _can_trigger() -> Q:
     """The entries ``find_hits`` takes as triggers, as a filter: a successful privileged action or force release, or
     a failed login."""
-    successful = Q(action=AuditAction.LOCK_FORCE_RELEASE)
-    for pattern in conf.anomaly_privileged_actions():
+    successful = Q()
+    for pattern in sorted({*conf.anomaly_privileged_actions(), AuditAction.LOCK_FORCE_RELEASE}):
         successful |= Q(action__startswith=pattern[:-1]) if pattern.endswith(".*") else Q(action=pattern)
     return Q(action=AuditAction.USER_LOGIN_FAILED) | (successful & Q(outcome=Outcome.SUCCESS))
 
@@ -439,30 +440,52 @@ def raise_anomalies(hits: Sequence[Hit], *, using: str = "default") -> list[Anom
     return raised
 
 
+def _sealed_after(after: int, limit: int, using: str) -> tuple[int, int | None]:
+    """How many chain positions follow ``after``, up to ``limit``, and the last of them (None if none)."""
+    window = Seal.objects.using(using).filter(chain_index__gt=after).order_by("chain_index")[:limit]
+    found = window.aggregate(read=Count("chain_index"), last=Max("chain_index"))
+    return found["read"], found["last"]
+
+
+def _sealed_between(low: int, high: int, using: str) -> Q | RawSQL:
+    """Entries whose chain positions lie in (``low``, ``high``], as a filter that keeps their ids in the database."""
+    positions = Seal.objects.using(using).filter(chain_index__gt=low, chain_index__lte=high).values("entry_id")
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return Q(id__in=positions)
+    # ANY(ARRAY(...)): the positions are read first, then each partition's key is probed for them. As IN (...)
+    # PostgreSQL may hash every partition of the entries, as it did for a join.
+    sql, params = positions.query.get_compiler(using).as_sql()
+    qn = connection.ops.quote_name
+    column = f"{qn(AuditLog._meta.db_table)}.{qn('id')}"
+    return RawSQL(f"{column} = ANY(ARRAY({sql}))", params, output_field=BooleanField())
+
+
 def _scan_next_batch(using: str, limit: int) -> tuple[int, ScanResult]:
     """Examine up to ``limit`` entries sealed after the watermark; returns (seals read, result)."""
     with transaction.atomic(using=using):
         state = _locked_state(using)
-        # Positions first, then the entries by id: a join of the two tables lets PostgreSQL pick a hash join over
-        # every partition of the entries, where these are two index range and key look-ups.
-        positions = list(
-            Seal.objects.using(using)
-            .filter(chain_index__gt=state.last_chain_index)
-            .order_by("chain_index")
-            .values_list("chain_index", "entry_id")[:limit]
-        )
-        if not positions:
+        read, last = _sealed_after(state.last_chain_index, limit, using)
+        if last is None:
             return 0, ScanResult()
-        # Only entries that can trigger a rule are loaded (and decrypted): the windows before them are read by
-        # the rules themselves, so the ordinary traffic that makes up nearly every batch costs one id list.
-        candidates = AuditLog.objects.using(using).filter(_can_trigger(), id__in=[p[1] for p in positions])
-        found = {event.id: event for event in _events(candidates)}
-        # Chain order is commit order; a seal whose entry is gone is verify's finding, not the scan's.
-        events = [found[entry_id] for _, entry_id in positions if entry_id in found]
+        # Only entries that can trigger a rule come out of the database (and are decrypted): the rules read the
+        # windows before them themselves, so the ordinary traffic that makes up nearly every batch costs nothing
+        # per entry here.
+        events = _events(
+            AuditLog.objects.using(using).filter(_can_trigger(), _sealed_between(state.last_chain_index, last, using))
+        )
+        if events:
+            # Chain order is commit order, which the rules go by.
+            position = dict(
+                Seal.objects.using(using)
+                .filter(entry_id__in=[event.id for event in events])
+                .values_list("entry_id", "chain_index")
+            )
+            events.sort(key=lambda event: position[event.id])
         raised = raise_anomalies(find_hits(events, using=using), using=using)
-        state.last_chain_index = positions[-1][0]
+        state.last_chain_index = last
         state.save(using=using, update_fields=["last_chain_index", "updated_at"])
-    return len(positions), ScanResult(examined=len(positions), raised=raised)
+    return read, ScanResult(examined=read, raised=raised)
 
 
 def scan_new_entries(*, using: str = "default") -> ScanResult:
