@@ -15,7 +15,9 @@ saved and:
     (d) auditlog   django-auditlog registered on ``Widget``, in a transaction as (b) and (c)
 
 Writer counts are measured one after another, the four scenarios back to back within each, so that the ratios
-compare runs made under the same load. With ``--repeat``, each figure is the median of the repeats.
+compare runs made under the same load. With ``--repeat``, each figure is the median of the repeats. Each run also
+prints the CPU time a write cost: in the writer processes (their sealer threads included), and in the rest of the
+machine (the database, mostly; read from /proc/stat, so anything else running counts too).
 """
 
 import argparse
@@ -24,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +113,7 @@ def writer(scenario: str, seconds: float, user_id: int, barrier, results) -> Non
         for _ in range(WARMUP_TRANSACTIONS):
             write()
         barrier.wait()
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         done = 0
         while time.monotonic() - started < seconds:
             write()
@@ -121,7 +124,7 @@ def writer(scenario: str, seconds: float, user_id: int, barrier, results) -> Non
 
         flush_all(timeout=60)
     connections.close_all()
-    results.put(done)
+    results.put((done, time.process_time() - cpu))  # process time: the sealer thread's too
 
 
 def unsealed() -> int:
@@ -135,8 +138,23 @@ def unsealed() -> int:
         return cursor.fetchone()[0]
 
 
-def run(scenario: str, writers: int, seconds: float, user_id: int) -> float:
-    """Writes per second of ``writers`` processes; for the recorder, until the last entry is sealed."""
+def busy_seconds() -> float:
+    """CPU time the whole machine has spent since boot (Linux), every process and the database's included."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Sample:
+    rate: float  # writes per second
+    writer_cpu: float  # µs of the writer processes' CPU per write
+    other_cpu: float  # µs of the rest of the machine's CPU per write: the database, mostly
+
+
+def run(scenario: str, writers: int, seconds: float, user_id: int) -> Sample:
+    """Writes per second of ``writers`` processes, for the recorder until the last entry is sealed, and the CPU time
+    each write cost."""
     from django.db import connection, connections
 
     with connection.cursor() as cursor:
@@ -151,8 +169,9 @@ def run(scenario: str, writers: int, seconds: float, user_id: int) -> float:
     for process in processes:
         process.start()
     barrier.wait()
-    started = time.monotonic()
-    done = sum(results.get() for _ in processes)
+    started, busy = time.monotonic(), busy_seconds()
+    reports = [results.get() for _ in processes]
+    done, writer_cpu = sum(report[0] for report in reports), sum(report[1] for report in reports)
     for process in processes:
         process.join()
         if process.exitcode:
@@ -164,9 +183,9 @@ def run(scenario: str, writers: int, seconds: float, user_id: int) -> float:
             time.sleep(0.01)
         if left:
             raise SystemExit(f"{left} committed entries are still unsealed 60 s after the writers stopped")
-    elapsed = time.monotonic() - started
+    elapsed, machine_cpu = time.monotonic() - started, busy_seconds() - busy
     connections.close_all()
-    return done / elapsed
+    return Sample(done / elapsed, writer_cpu / done * 1e6, (machine_cpu - writer_cpu) / done * 1e6)
 
 
 def load() -> str:
@@ -234,14 +253,20 @@ def main() -> None:
     )
     rates: dict[tuple[str, int], float] = {}
     for writers in counts:
-        samples: dict[str, list[float]] = {scenario: [] for scenario in scenarios}
+        samples: dict[str, list[Sample]] = {scenario: [] for scenario in scenarios}
         for _ in range(args.repeat):
             for scenario in scenarios:
                 samples[scenario].append(run(scenario, writers, args.seconds, user.pk))
         for scenario in scenarios:
-            rates[scenario, writers] = statistics.median(samples[scenario])
-            spread = ", ".join(f"{value:.0f}" for value in samples[scenario])
-            print(f"  ({scenario}) {writers} writers: {rates[scenario, writers]:.0f}/s  [{spread}]", flush=True)
+            taken = samples[scenario]
+            rates[scenario, writers] = statistics.median(sample.rate for sample in taken)
+            spread = ", ".join(f"{sample.rate:.0f}" for sample in taken)
+            print(
+                f"  ({scenario}) {writers} writers: {rates[scenario, writers]:.0f}/s  [{spread}]  CPU per write: "
+                f"writers {statistics.median(sample.writer_cpu for sample in taken):.0f} µs, database and rest "
+                f"{statistics.median(sample.other_cpu for sample in taken):.0f} µs",
+                flush=True,
+            )
 
     report = verify_chain()
     print(f"chain verified: {'ok' if report.ok else 'FAILED'}; load {load()}")
