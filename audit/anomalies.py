@@ -272,8 +272,7 @@ def force_release_off_hours(
         trigger=trigger,
         evidence=(trigger,),
         summary=(
-            f"{trigger.action} by {_who(subject)} on {local:%a %Y-%m-%d %H:%M} {tz.key}, "
-            f"outside working hours {span}"
+            f"{trigger.action} by {_who(subject)} on {local:%a %Y-%m-%d %H:%M} {tz.key}, outside working hours {span}"
         ),
         parameters={"working_hours": span, "working_days": sorted(days), "timezone": tz.key},
     )

@@ -12,9 +12,9 @@ OFFICER_PERMISSIONS = (("audit", "view_auditlog"), ("audit", "view_seal"))
 def ensure_officer_group(using: str = "default", **kwargs: Any) -> Group:
     group, _ = Group.objects.using(using).get_or_create(name=COMPLIANCE_OFFICERS)
     for app_label, codename in OFFICER_PERMISSIONS:
-        permission = Permission.objects.using(using).filter(
-            content_type__app_label=app_label, codename=codename
-        ).first()
+        permission = (
+            Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename).first()
+        )
         if permission is not None:
             group.permissions.add(permission)
     return group

@@ -29,9 +29,7 @@ def fingerprint(body: Any) -> str:
 
 def _replay(previous: IdempotencyRecord, body_print: str) -> IngestResult:
     if previous.fingerprint != body_print:
-        raise IdempotencyConflict(
-            f"Idempotency-Key {previous.key!r} was already used with a different request body"
-        )
+        raise IdempotencyConflict(f"Idempotency-Key {previous.key!r} was already used with a different request body")
     entries = AuditLog.objects.select_related("seal").in_bulk(previous.entry_ids)
     return IngestResult(entries=[entries[pk] for pk in previous.entry_ids if pk in entries], replayed=True)
 

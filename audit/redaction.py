@@ -6,9 +6,7 @@ from typing import Any
 REDACTED = "[REDACTED]"
 
 # Matched against keys with case, dashes, underscores and spaces ignored ("X-Api-Key" -> "xapikey").
-_SENSITIVE = re.compile(
-    r"passw|passwd|pwd|secret|token|authorization|apikey|cookie|session|credential|privatekey"
-)
+_SENSITIVE = re.compile(r"passw|passwd|pwd|secret|token|authorization|apikey|cookie|session|credential|privatekey")
 
 
 def is_sensitive_key(key: object) -> bool:

@@ -21,4 +21,3 @@ class CanRecordEvents(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return bool(request.user and request.user.has_perm("audit.record_event"))
-
