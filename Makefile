@@ -35,6 +35,10 @@ test: install
 test-pg: install
 	DATABASE_URL=postgres://root@127.0.0.1:5432/test $(BIN)/pytest
 
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 check: install
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
