@@ -17,7 +17,7 @@ once it is destroyed, the commitments alone vouch for the entry, as for a field 
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -281,9 +281,25 @@ def subjects_of(entries: Iterable[AuditLog]) -> list[int]:
     for entry in entries:
         if entry.actor_id is not None:
             subjects.add(entry.actor_id)
-        if entry.entity == USER_ENTITY and entry.entity_id.isascii() and entry.entity_id.isdigit():
-            subjects.add(int(entry.entity_id))
+        if (account := _account_of(entry.entity, entry.entity_id)) is not None:
+            subjects.add(account)
     return sorted(subjects)
+
+
+def _account_of(entity: str, entity_id: str) -> int | None:
+    """The user whose account an entry is about (entity ``User`` with their id), if it is about one."""
+    return int(entity_id) if entity == USER_ENTITY and entity_id.isascii() and entity_id.isdigit() else None
+
+
+def subjects_released(entry: AuditLog, withheld: Collection[str]) -> set[int]:
+    """``subjects_of`` for one entry of a redacted release (an export bundle): only the users that a field it
+    releases names. An actor whose id and label are both withheld was not shown."""
+    subjects = set()
+    if entry.actor_id is not None and not {"actor_id", "actor_label"} <= set(withheld):
+        subjects.add(entry.actor_id)
+    if "entity_id" not in withheld and (account := _account_of(entry.entity, entry.entity_id)) is not None:
+        subjects.add(account)
+    return subjects
 
 
 def subjects_in(entries: QuerySet[AuditLog]) -> list[int]:
@@ -291,7 +307,7 @@ def subjects_in(entries: QuerySet[AuditLog]) -> list[int]:
     entries = entries.order_by().select_related(None)
     actors = set(entries.filter(actor_id__isnull=False).values_list("actor_id", flat=True).distinct())
     about = entries.filter(entity=USER_ENTITY).values_list("entity_id", flat=True).distinct()
-    return sorted(actors | {int(pk) for pk in about if pk.isascii() and pk.isdigit()})
+    return sorted(actors | {account for pk in about if (account := _account_of(USER_ENTITY, pk)) is not None})
 
 
 # --- verifying ------------------------------------------------------------------------------------------------------

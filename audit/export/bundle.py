@@ -64,6 +64,8 @@ class BundleSummary:
     out_of_scope: int = 0
     fields_withheld: int = 0
     exemptions: Counter = field(default_factory=Counter)
+    # The users whose data the released records show (``privacy.subjects_released``), for the AUDIT.EXPORT entry.
+    subjects: set[int] = field(default_factory=set)
 
 
 def plan(scope: ExportScope) -> BundleSummary:
@@ -194,6 +196,7 @@ def _records_jsonl(summary: BundleSummary, scope: ExportScope, out: _HashingMemb
             summary.released += 1
             summary.fields_withheld += len(withheld.keys() | erased.keys())
             summary.exemptions.update(rule.exemption for rule in withheld.values())
+            summary.subjects |= privacy.subjects_released(seal.entry, withheld.keys())
         else:
             summary.out_of_scope += 1
         if count % CHUNK_ROWS == 0:

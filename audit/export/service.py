@@ -61,6 +61,7 @@ def export_response(
                     "released": done.released,
                     "fields_withheld": done.fields_withheld,
                     "chain_range": [done.first_index, done.last_index],
+                    "subjects": sorted(done.subjects),
                 },
                 actor=actor,
             )

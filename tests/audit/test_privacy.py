@@ -18,6 +18,7 @@ from audit import context
 from audit.actions import AuditAction
 from audit.archive import _line as archive_line
 from audit.export.bundle import ExportScope
+from audit.export.rules import RedactionRule
 from audit.export.service import cover_for, export_response
 from audit.hashing import COMMITTED_FIELDS, entry_digest
 from audit.models import AuditLog, Seal, SubjectKey
@@ -293,6 +294,39 @@ def test_plain_value_slipped_into_an_encrypted_entry_is_caught(subject, triggers
 
 
 # --- subject access (Art. 15) ---------------------------------------------------------------------------------------
+
+
+def _bundle_export_entry(entries, officer, rules=()) -> AuditLog:
+    scope = ExportScope(entries=entries, rules=list(rules), filters={})
+    response = export_response(scope=scope, actor=officer, cover=lambda summary: cover_for(scope, summary))
+    b"".join(response.streaming_content)
+    return AuditLog.objects.filter(action=AuditAction.AUDIT_EXPORT).latest("id")
+
+
+def test_bundle_export_records_the_subjects_its_released_records_name(subject, officer, other_user, keys):
+    """An export bundle's AUDIT.EXPORT entry names in ``meta.subjects`` the actors and the accounts its records
+    release, so that the subject's access request lists it among the consultations; a redaction that withholds
+    both the actor's id and label, or the entity id, leaves that user out."""
+    as_actor = _personal_entry(subject)
+    about = record(AuditAction.USER_UPDATE, entity="User", entity_id=subject.pk, actor=other_user)
+    seal_pending()
+    entries = AuditLog.objects.filter(pk__in=[as_actor.pk, about.pk])
+
+    shown = _bundle_export_entry(entries, officer)
+    hidden = _bundle_export_entry(
+        entries,
+        officer,
+        [
+            RedactionRule("actor_id", "(b)(6)"),
+            RedactionRule("actor_label", "(b)(6)"),
+            RedactionRule("entity_id", "(b)(6)"),
+        ],
+    )
+
+    assert shown.meta["subjects"] == sorted([subject.pk, other_user.pk])
+    assert hidden.meta["subjects"] == []
+    consulted = [item["id"] for item in subject_access_export(subject=subject, actor=None)["consultations"]]
+    assert shown.pk in consulted and hidden.pk not in consulted
 
 
 def test_subject_access_lists_entries_as_actor_and_entity_and_who_consulted_them(subject, officer, other_user):
