@@ -116,9 +116,10 @@ def _consultation_document(entry: AuditLog) -> dict[str, Any]:
     }
 
 
-def subject_access_export(*, subject: Any, actor: Any) -> dict[str, Any]:
+def subject_access_export(*, subject: Any, actor: Any, via: str = "command") -> dict[str, Any]:
     """The Art. 15 document of ``subject``: the entries about them (decrypted, or ``[ERASED]``) and the
-    consultations of their entries. Recorded as AUDIT.SUBJECT.ACCESS, itself a consultation of the subject.
+    consultations of their entries. Recorded as AUDIT.SUBJECT.ACCESS, itself a consultation of the subject;
+    ``via`` says where it was asked for (``command``, ``api``).
 
     ``actor`` None is the system (a shell account); a person needs ``audit.export_subject_access``.
     """
@@ -141,7 +142,7 @@ def subject_access_export(*, subject: Any, actor: Any) -> dict[str, Any]:
         AuditAction.AUDIT_SUBJECT_ACCESS,
         entity=USER_ENTITY,
         entity_id=subject.pk,
-        meta={"subjects": [subject.pk], "entries": len(entries), "consultations": len(consultations)},
+        meta={"subjects": [subject.pk], "entries": len(entries), "consultations": len(consultations), "via": via},
         actor=actor,
     )
     return {

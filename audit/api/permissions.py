@@ -3,6 +3,7 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 
 from ..selectors import can_view_all
+from ..subject_access import PERMISSION as SUBJECT_ACCESS_PERMISSION
 
 
 class IsComplianceOfficer(BasePermission):
@@ -21,3 +22,12 @@ class CanRecordEvents(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return bool(request.user and request.user.has_perm("audit.record_event"))
+
+
+class CanExportSubjectAccess(BasePermission):
+    """Privacy officers: holders of ``audit.export_subject_access`` (no default role has it)."""
+
+    message = "Only holders of the permission audit.export_subject_access may export a subject's entries."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(request.user and request.user.has_perm(SUBJECT_ACCESS_PERMISSION))

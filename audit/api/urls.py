@@ -10,4 +10,5 @@ urlpatterns = [
     path("events/<int:pk>", views.AuditEventDetailApi.as_view(), name="event-detail"),
     path("verify", views.AuditVerifyApi.as_view(), name="verify"),
     path("digests", views.AuditDigestListApi.as_view(), name="digest-list"),
+    path("subjects/<int:user_id>/access", views.SubjectAccessApi.as_view(), name="subject-access"),
 ]

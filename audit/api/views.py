@@ -1,8 +1,11 @@
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import prefetch_related_objects
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
@@ -23,12 +26,13 @@ from ..privacy import reveal, subjects_of
 from ..redaction import redact
 from ..selectors import visible_entries
 from ..services import Outcome, record
+from ..subject_access import subject_access_export
 from ..verify import verify_chain
 from .filters import AuditLogFilter
 from .ingest_serializers import EventBatchSerializer, SingleEventSerializer
 from .mixins import RecordsDeniedAttemptsMixin
 from .pagination import NewestFirstCursorPagination
-from .permissions import CanRecordEvents, IsComplianceOfficer
+from .permissions import CanExportSubjectAccess, CanRecordEvents, IsComplianceOfficer
 from .serializers import AuditLogSerializer, SignedDigestSerializer, VerifyReportSerializer
 
 INGEST_EXAMPLE = """Record an event of another system. Only accounts with the permission `audit.record_event`
@@ -228,3 +232,23 @@ class AuditDigestListApi(RecordsDeniedAttemptsMixin, generics.ListAPIView):
         response = super().list(request, *args, **kwargs)
         record(AuditAction.AUDIT_VIEW, entity="SignedDigest", meta={"via": "api"}, actor=request.user)
         return response
+
+
+class SubjectAccessApi(RecordsDeniedAttemptsMixin, APIView):
+    """GDPR Art. 15: every audit entry about a user (decrypted, or ``[ERASED]`` after an erasure) and who consulted
+    their entries, as one JSON document (the same as ``manage.py audit_subject_access``). Recorded as
+    AUDIT.SUBJECT.ACCESS."""
+
+    permission_classes = [CanExportSubjectAccess]
+    denied_action = AuditAction.AUDIT_SUBJECT_ACCESS
+    denied_entity = "User"
+
+    @extend_schema(
+        summary="Export a data subject's entries (GDPR Art. 15)",
+        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, user_id: int) -> Response:
+        subject = get_object_or_404(get_user_model(), pk=user_id)
+        document = subject_access_export(subject=subject, actor=request.user, via="api")
+        name = f"subject-access-{subject.pk}-{timezone.now():%Y%m%dT%H%M%SZ}.json"
+        return Response(document, headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -357,6 +357,54 @@ def test_subject_access_lists_entries_as_actor_and_entity_and_who_consulted_them
     assert recorded.meta["subjects"] == [subject.pk]
 
 
+def _privacy_officer():
+    officer = OfficerFactory()
+    officer.user_permissions.add(Permission.objects.get(codename="export_subject_access"))
+    return type(officer).objects.get(pk=officer.pk)  # a fresh object: no cached permissions
+
+
+def test_subject_access_api_returns_the_document_as_a_download_and_records_it(subject):
+    """GET /api/audit/subjects/<id>/access gives a holder of audit.export_subject_access the same document as the
+    command, decrypted, as an attachment; the export is an AUDIT.SUBJECT.ACCESS entry "via" the API."""
+    entry = _personal_entry(subject)
+    privacy_officer = _privacy_officer()
+    api = Client()
+    api.force_login(privacy_officer)
+
+    response = api.get(f"/api/audit/subjects/{subject.pk}/access")
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith(f'attachment; filename="subject-access-{subject.pk}-')
+    document = response.json()
+    assert document["subject"] == {"id": subject.pk, "username": subject.username}
+    [about] = [item for item in document["entries"] if item["id"] == entry.pk]
+    assert (about["actor_label"], about["ip_address"], about["meta"]["email"]) == (subject.username, IP, EMAIL)
+    recorded = AuditLog.objects.get(pk=document["export_entry_id"])
+    assert (recorded.action, recorded.actor_id, recorded.entity_id) == (
+        AuditAction.AUDIT_SUBJECT_ACCESS,
+        privacy_officer.pk,
+        str(subject.pk),
+    )
+    assert recorded.meta["via"] == "api"
+
+
+def test_subject_access_api_refuses_without_the_right_and_records_the_refusal(subject, officer):
+    """A compliance officer without audit.export_subject_access gets 403, recorded as a denied attempt; nobody
+    gets anything unauthenticated; an unknown user is a 404 for a holder of the right."""
+    api = Client()
+    api.force_login(officer)
+
+    refused = api.get(f"/api/audit/subjects/{subject.pk}/access")
+
+    assert refused.status_code == 403
+    denied = AuditLog.objects.get(action=AuditAction.AUDIT_SUBJECT_ACCESS)
+    assert (denied.outcome, denied.actor_id) == ("denied", officer.pk)
+    assert Client().get(f"/api/audit/subjects/{subject.pk}/access").status_code == 401
+    holder = Client()
+    holder.force_login(_privacy_officer())
+    assert holder.get("/api/audit/subjects/999999/access").status_code == 404
+
+
 def test_subject_access_command_prints_the_document_and_needs_the_right(subject, officer):
     _personal_entry(subject)
     with pytest.raises(CommandError, match="Refused"):

@@ -120,6 +120,8 @@ TABLE: dict[str, Row] = {
     "api/audit/events/<int:pk>": {"GET": row(401, 404, 200, 404, 200)},
     "api/audit/verify": {"GET": row(401, 403, 200, 403, 200)},
     "api/audit/digests": {"GET": row(401, 403, 200, 403, 200)},
+    # Subject access: audit.export_subject_access, which no default role holds.
+    "api/audit/subjects/<int:user_id>/access": {"GET": row(401, 403, 403, 403, 200)},
     # --- rbac: reads need the view right, writes the service's right (administrators) -------------------------
     "api/rbac/roles": {"GET": row(401, 403, 200, 403, 200), "POST": row(401, 403, 403, 403, 201)},
     "api/rbac/roles/<int:pk>": {
@@ -293,6 +295,7 @@ REGEX_URLS = {
 # (what the pattern says before the parameter, as a regex; the parameter's name) -> the value put there.
 PARAMETERS: list[tuple[str, str, Any]] = [
     (r"api/audit/events/", "pk", lambda w: w.entry.pk),
+    (r"api/audit/subjects/", "user_id", lambda w: w.target.pk),
     (r"api/rbac/roles/", "pk", lambda w: w.role.pk),
     (r"api/rbac/groups/", "pk", lambda w: w.group.pk),
     (r"api/rbac/users/", "pk", lambda w: w.target.pk),
