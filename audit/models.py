@@ -107,6 +107,11 @@ class AuditLog(AppendOnlyModel):
             # The console's latest refused and failed entries: an index walk, however rare they are.
             models.Index(fields=["outcome", "id"], name="audit_outcome_id"),
             models.Index(fields=["ip_bucket"], name="audit_ip_bucket"),
+            # A subject's entries recorded by other systems on their behalf (subject access). Partial: only the
+            # ingested events that name an end user pay for it on insert.
+            models.Index(
+                fields=["on_behalf_of", "id"], name="audit_on_behalf_of_id", condition=~models.Q(on_behalf_of="")
+            ),
         ]
 
     def __str__(self) -> str:
