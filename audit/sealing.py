@@ -15,7 +15,7 @@ sealed, by itself or by another; if they are not (the holder read before the wri
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -372,20 +372,20 @@ def seals_in_background(using: str) -> bool:
     return conf.sealing_mode() == "background" and connections[using].vendor == "postgresql"
 
 
-def schedule_seal_of_stored(entry: AuditLog, using: str) -> None:
-    """Seal ``entry``, as stored (``audit.writing.insert_entry``), once its transaction commits.
+def schedule_seal_of_stored(entries: Sequence[AuditLog], using: str) -> None:
+    """Seal ``entries``, as stored (``audit.writing.insert_entries``), once their transaction commits.
 
-    With background sealing its digest is computed now, from the values the INSERT returned, and handed to the
-    sealer thread with its id after the commit; a rolled-back transaction (or savepoint) drops the hand-over with
-    its other commit callbacks. Otherwise as ``schedule_seal``.
+    With background sealing their digests are computed now, from the values the INSERT returned, and handed to the
+    sealer thread with their ids after the commit; a rolled-back transaction (or savepoint) drops the hand-over
+    with its other commit callbacks. Otherwise as ``schedule_seal``.
     """
     if not seals_in_background(using):
-        schedule_seal([entry.pk], using)
+        schedule_seal([entry.pk for entry in entries], using)
         return
-    pair = (entry.pk, digest_of(entry))
+    pairs = [(entry.pk, digest_of(entry)) for entry in entries]
 
     def hand_over() -> None:
-        background_sealer(using).submit([pair])
+        background_sealer(using).submit(pairs)
 
     transaction.on_commit(hand_over, using=using, robust=True)
 

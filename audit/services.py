@@ -24,15 +24,14 @@ from .exceptions import InvalidAuditEntry
 from .models import AuditLog
 from .privacy import protected
 from .redaction import redact
-from .sealing import schedule_seal, schedule_seal_of_stored
+from .sealing import schedule_seal_of_stored
 from .selectors import unknown_actions
 from .transactions import INDEPENDENT_ALIAS, in_caller_transaction
-from .writing import insert_entry
+from .writing import insert_entries
 
 logger = logging.getLogger(__name__)
 
 Outcome = AuditLog.Outcome
-BULK_BATCH_SIZE = 500
 F = TypeVar("F", bound=Callable[..., Any])
 OUTCOMES = frozenset(Outcome.values)
 
@@ -205,8 +204,8 @@ def record(
     # transaction can only roll back; a savepoint would let a caller catch the error and commit unaudited.
     # The digest a background sealer chains is taken inside ``protected``: from the entry as stored, encrypted.
     with protected([entry], using=alias), transaction.atomic(using=alias, savepoint=False):
-        insert_entry(entry, alias)
-        schedule_seal_of_stored(entry, alias)
+        insert_entries([entry], alias)
+        schedule_seal_of_stored([entry], alias)
     return entry
 
 
@@ -224,8 +223,8 @@ def record_many(
     perms = perms_snapshot(actor)
     entries = [_build_entry(spec, actor=actor, perms=perms, ctx=ctx) for spec in specs]
     with protected(entries, using=using), transaction.atomic(using=using, savepoint=False):
-        AuditLog.objects.using(using).bulk_create(entries, batch_size=BULK_BATCH_SIZE)
-    schedule_seal([entry.pk for entry in entries], using)
+        insert_entries(entries, using)
+        schedule_seal_of_stored(entries, using)
     return entries
 
 

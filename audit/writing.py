@@ -9,9 +9,9 @@ where Django's cursors quote each value into the statement text (about a third o
 entry's 18 values, measured).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -33,8 +33,14 @@ class _Statement:
     returned: tuple[tuple[Field, tuple[Callable[..., Any], ...]], ...]  # each field with its converters
 
 
-@cache
-def _statement(using: str) -> _Statement:
+# Rows per statement of ``insert_entries``; fewer where the backend takes fewer parameters.
+ROWS_PER_INSERT = 500
+
+
+@lru_cache(maxsize=32)
+def _statement(using: str, rows: int = 1) -> _Statement:
+    """INSERT of ``rows`` entries, returning for each its id (the primary key comes first) and the columns the
+    database normalises."""
     connection = connections[using]
     qn = connection.ops.quote_name
     sent = tuple(field for field in AuditLog._meta.concrete_fields if not field.primary_key)
@@ -43,9 +49,10 @@ def _statement(using: str) -> _Statement:
         for field in AuditLog._meta.concrete_fields
         if field.primary_key or isinstance(field, NORMALISED_BY_THE_DATABASE)
     )
+    values = ", ".join([f"({', '.join(['%s'] * len(sent))})"] * rows)
     sql = (
         f"INSERT INTO {qn(AuditLog._meta.db_table)} ({', '.join(qn(field.column) for field in sent)}) "
-        f"VALUES ({', '.join(['%s'] * len(sent))}) RETURNING {', '.join(qn(field.column) for field in returned)}"
+        f"VALUES {values} RETURNING {', '.join(qn(field.column) for field in returned)}"
     )
     converters = tuple(
         (field, tuple(connection.ops.get_db_converters(field.cached_col)) + tuple(field.get_db_converters(connection)))
@@ -69,16 +76,33 @@ def bound_cursor(using: str) -> CursorWrapper:
 
 def insert_entry(entry: AuditLog, using: str) -> AuditLog:
     """Insert ``entry`` (unsaved) in one statement; afterwards it holds its id and its values as stored."""
-    connection = connections[using]
-    statement = _statement(using)
-    params = [field.get_db_prep_save(getattr(entry, field.attname), connection) for field in statement.sent]
-    with bound_cursor(using) as cursor:
-        cursor.execute(statement.sql, params)
-        row = cursor.fetchone()
-    for (field, converters), value in zip(statement.returned, row, strict=True):
-        for convert in converters:
-            value = convert(value, field.cached_col, connection)
-        setattr(entry, field.attname, value)
-    entry._state.adding = False
-    entry._state.db = using
+    insert_entries([entry], using)
     return entry
+
+
+def insert_entries(entries: Sequence[AuditLog], using: str) -> None:
+    """Insert ``entries`` (unsaved) with multi-row statements; afterwards each holds its id and values as stored."""
+    connection = connections[using]
+    per_statement = ROWS_PER_INSERT
+    if connection.features.max_query_params:
+        per_statement = min(per_statement, connection.features.max_query_params // len(_statement(using).sent))
+    for start in range(0, len(entries), per_statement):
+        chunk = entries[start : start + per_statement]
+        statement = _statement(using, len(chunk))
+        params = [
+            field.get_db_prep_save(getattr(entry, field.attname), connection)
+            for entry in chunk
+            for field in statement.sent
+        ]
+        with bound_cursor(using) as cursor:
+            cursor.execute(statement.sql, params)
+            rows = cursor.fetchall()
+        # Ids are drawn in the order of the VALUES; the order RETURNING hands rows back in is not promised (SQLite).
+        rows.sort(key=lambda row: row[0])
+        for entry, row in zip(chunk, rows, strict=True):
+            for (field, converters), value in zip(statement.returned, row, strict=True):
+                for convert in converters:
+                    value = convert(value, field.cached_col, connection)
+                setattr(entry, field.attname, value)
+            entry._state.adding = False
+            entry._state.db = using

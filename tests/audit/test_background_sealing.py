@@ -104,10 +104,23 @@ def test_entries_another_sealer_took_first_are_not_sealed_twice(background, sett
     _assert_sealed_once()
 
 
-def test_bulk_records_seal_inline_even_in_background_mode(background):
-    """record_many writes with multi-row INSERTs that return no stored values: it seals after commit as before."""
-    entries = record_many([EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=i) for i in range(50)])
-    assert Seal.objects.filter(entry_id__in=[entry.pk for entry in entries]).count() == 50
+def test_bulk_records_are_handed_to_the_sealer_with_digests_of_their_stored_values(background, settings):
+    """record_many's multi-row INSERTs return what the database normalised, as record's INSERT does: the batch job
+    returns before its entries are sealed, and the thread seals them with digests that verify (floats that jsonb
+    writes its own way included)."""
+    settings.AUDIT_SEAL_LINGER_MS = 500
+    specs = [
+        EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=i, meta={"ratio": 1e16 + i, "zero": -0.0})
+        for i in range(1200)  # more than one statement's rows
+    ]
+
+    entries = record_many(specs)
+
+    assert not Seal.objects.filter(entry_id__in=[entry.pk for entry in entries]).exists()
+    stored = dict(AuditLog.objects.filter(pk__in=[entry.pk for entry in entries]).values_list("pk", "entity_id"))
+    assert stored == {entry.pk: entry.entity_id for entry in entries}  # each entry got its own row's id
+    _flush()
+    assert Seal.objects.filter(entry_id__in=[entry.pk for entry in entries]).count() == 1200
     _assert_sealed_once()
 
 

@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 
 from audit.actions import AuditAction
 from audit.models import AuditLog, Seal
-from audit.services import BULK_BATCH_SIZE, EventSpec, record_many
+from audit.services import EventSpec, record_many
 from audit.verify import verify_chain
+from audit.writing import ROWS_PER_INSERT
 from locks.models import Repository
 
 OBJECTS = 10_000
@@ -72,10 +73,10 @@ def test_bulk_recording_uses_multi_row_inserts(committed_db, insert_counter):
 
     entry_inserts = insert_counter.inserts_into("audit_auditlog")
     seal_inserts = insert_counter.inserts_into("audit_seal")
-    # Entries go BULK_BATCH_SIZE rows to a statement and seals a sealer batch (AUDIT_SEAL_BATCH_SIZE, 1000) to a
+    # Entries go ROWS_PER_INSERT rows to a statement and seals a sealer batch (AUDIT_SEAL_BATCH_SIZE, 1000) to a
     # statement; SQLite splits both further, at 999 parameters a statement (43 entries, 199 seals).
     if connection.vendor == "postgresql":
-        assert entry_inserts == math.ceil(OBJECTS / BULK_BATCH_SIZE)
+        assert entry_inserts == math.ceil(OBJECTS / ROWS_PER_INSERT)
         assert seal_inserts == math.ceil(OBJECTS / 1000)
     assert entry_inserts <= OBJECTS / 40
     assert seal_inserts <= OBJECTS / 100
