@@ -1,7 +1,8 @@
 """GDPR Art. 15 for the audit trail: every entry about a person, and who consulted their entries, when and how.
 
 An entry is about a user when they are its actor, when it is about their account (entity ``User`` with their id),
-or when another system recorded it on their behalf (``on_behalf_of`` their username). A consultation is an
+when another system recorded it on their behalf (``on_behalf_of`` their username), or when it changed a group they
+were or became a member of (their username in the ``members`` of a ``Group`` entry's changes). A consultation is an
 AUDIT.VIEW, AUDIT.EXPORT or AUDIT.SUBJECT.ACCESS entry whose ``meta.subjects`` names them: the console, the API and
 the exports record there whose entries they showed.
 """
@@ -44,6 +45,27 @@ def entries_about(subject: Any) -> QuerySet[AuditLog]:
     ).order_by("id")
 
 
+GROUP_ENTITY = "Group"  # its entries' changes list members by username (rbac.services.group_snapshot)
+
+
+def _is_member_in(entry: AuditLog, username: str) -> bool:
+    members = entry.changes.get("members") if isinstance(entry.changes, dict) else None
+    if not isinstance(members, dict):
+        return False
+    return any(isinstance(side, list) and username in side for side in (members.get("before"), members.get("after")))
+
+
+def memberships_of(subject: Any) -> Iterator[AuditLog]:
+    """Group entries whose member lists name the subject (by their current username), oldest first.
+
+    Matched in Python, as ``consultations_of``: the (entity, entity_id, id) index keeps the scan to group entries.
+    """
+    username = subject.get_username()
+    groups = AuditLog.objects.filter(entity=GROUP_ENTITY).order_by("id")
+    for chunk in _chunks(groups.iterator(chunk_size=CHUNK)):
+        yield from (entry for entry in chunk if _is_member_in(entry, username))
+
+
 def consultations_of(subject: Any) -> Iterator[AuditLog]:
     """Reads of the audit trail that showed the subject's entries, oldest first.
 
@@ -76,6 +98,8 @@ def _roles(entry: AuditLog, subject: Any) -> list[str]:
         roles.append("entity")
     if entry.on_behalf_of and entry.on_behalf_of == subject.get_username():
         roles.append("on_behalf_of")
+    if entry.entity == GROUP_ENTITY and _is_member_in(entry, subject.get_username()):
+        roles.append("member")
     return roles
 
 
@@ -135,8 +159,10 @@ def subject_access_export(*, subject: Any, actor: Any, via: str = "command") -> 
             independent=True,
         )
         raise PermissionDenied(f"{actor.get_username()} does not have the permission {PERMISSION}")
+    found = {entry.pk: entry for entry in entries_about(subject).iterator(chunk_size=CHUNK)}
+    found.update((entry.pk, entry) for entry in memberships_of(subject) if entry.pk not in found)
     entries = []
-    for chunk in _chunks(entries_about(subject).iterator(chunk_size=CHUNK)):
+    for chunk in _chunks(iter([found[pk] for pk in sorted(found)])):
         reveal(chunk)
         entries.extend(_entry_document(entry, subject) for entry in chunk)
     consultations = [_consultation_document(entry) for entry in consultations_of(subject)]

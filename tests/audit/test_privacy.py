@@ -405,6 +405,25 @@ def test_subject_access_api_refuses_without_the_right_and_records_the_refusal(su
     assert holder.get("/api/audit/subjects/999999/access").status_code == 404
 
 
+def test_subject_access_lists_group_membership_changes_naming_the_subject(subject, other_user, admin_user):
+    """A group's entries list its members by username in their changes: the ones that added or removed the
+    subject are about them too ("member"); a group change that never named them is not."""
+    from django.contrib.auth.models import Group  # noqa: PLC0415
+
+    from rbac.services import group_members_set  # noqa: PLC0415
+
+    group = Group.objects.create(name="auditors")
+    for members in ([subject.pk, other_user.pk], [other_user.pk], []):  # subject added, removed, not named
+        group_members_set(actor=admin_user, group_id=group.pk, user_ids=members)
+    added, removed, unrelated = AuditLog.objects.filter(action=AuditAction.GROUP_MEMBERS_SET).order_by("id")
+
+    document = subject_access_export(subject=subject, actor=None)
+
+    roles = {item["id"]: item["as"] for item in document["entries"] if item["action"] == AuditAction.GROUP_MEMBERS_SET}
+    assert roles == {added.pk: ["member"], removed.pk: ["member"]}
+    assert unrelated.pk not in roles
+
+
 def test_subject_access_command_prints_the_document_and_needs_the_right(subject, officer):
     _personal_entry(subject)
     with pytest.raises(CommandError, match="Refused"):
