@@ -74,12 +74,6 @@ def bound_cursor(using: str) -> CursorWrapper:
     return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
 
 
-def insert_entry(entry: AuditLog, using: str) -> AuditLog:
-    """Insert ``entry`` (unsaved) in one statement; afterwards it holds its id and its values as stored."""
-    insert_entries([entry], using)
-    return entry
-
-
 def insert_entries(entries: Sequence[AuditLog], using: str) -> None:
     """Insert ``entries`` (unsaved) with multi-row statements; afterwards each holds its id and values as stored."""
     connection = connections[using]

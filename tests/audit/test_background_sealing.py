@@ -13,7 +13,7 @@ from audit.models import AuditLog, Seal
 from audit.sealing import digest_of, seal_pending
 from audit.services import EventSpec, record, record_many
 from audit.verify import verify_chain
-from audit.writing import insert_entry
+from audit.writing import insert_entries
 
 THREADS = 4
 PER_THREAD = 100
@@ -166,7 +166,7 @@ def test_digest_of_the_inserted_entry_is_the_digest_of_the_stored_row(db, meta, 
         perms={"perms": []},
         ctx=None,
     )
-    insert_entry(entry, "default")
+    insert_entries([entry], "default")
     assert digest_of(entry) == digest_of(AuditLog.objects.get(pk=entry.pk))
 
 
