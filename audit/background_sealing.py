@@ -28,22 +28,27 @@ logger = logging.getLogger(__name__)
 Handed = tuple[int, str]
 # After a failed batch its entries are tried again, waiting longer each time up to this (the database may be down).
 MAX_RETRY_PAUSE_SECONDS = 30.0
+# While its batches find a sealer of another process holding the lock, a sealer lingers twice as long each time, up
+# to this many times the configured linger; once they stop finding it, half as long each time, down to it. Many
+# processes then seal fewer, larger batches: each batch costs a transaction, whatever its size.
+MAX_LINGER_FACTOR = 10
 
 
 class BackgroundSealer:
     """The sealer thread of one process and database alias.
 
-    ``seal(handed)`` seals a batch; ``review()`` is the work after sealing that need not
-    follow every batch (the anomaly scan), run at most once per ``review_every`` seconds and at the latest that
-    long after the last batch. A batch starts ``linger`` seconds after its first entry came, or once ``enough``
-    entries are waiting.
+    ``seal(handed)`` seals a batch and says whether another sealer held the lock first; ``review()`` is the work
+    after sealing that need not follow every batch (the anomaly scan), run at most once per ``review_every``
+    seconds and at the latest that long after the last batch. A batch starts ``linger`` seconds after its first
+    entry came (longer while other processes' sealers compete, see ``MAX_LINGER_FACTOR``), once ``enough``
+    entries are waiting, or at once while someone waits in ``flush``.
     """
 
     def __init__(
         self,
         using: str,
         *,
-        seal: Callable[[list[Handed]], None],
+        seal: Callable[[list[Handed]], bool],
         review: Callable[[], None],
         review_every: float,
         linger: float,
@@ -56,8 +61,9 @@ class BackgroundSealer:
         self._condition = threading.Condition()
         self._waiting: list[Handed] = []
         self._oldest = 0.0  # when the oldest of ``_waiting`` was submitted
-        self._linger = linger
+        self._base_linger = self._linger = linger
         self._enough = enough
+        self._hurrying = 0  # callers waiting in flush()
         self._busy = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -75,10 +81,21 @@ class BackgroundSealer:
             if first or len(self._waiting) >= self._enough:
                 self._condition.notify_all()
 
+    @property
+    def linger(self) -> float:
+        """How long a batch now waits for company after its first entry, in seconds."""
+        return self._linger
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every submitted id went through a batch; False if ``timeout`` passed first."""
+        """Have what is waiting sealed now, without lingering, and wait until every submitted id went through a
+        batch; False if ``timeout`` passed first."""
         with self._condition:
-            return self._condition.wait_for(lambda: not self._waiting and not self._busy, timeout)
+            self._hurrying += 1
+            self._condition.notify_all()
+            try:
+                return self._condition.wait_for(lambda: not self._waiting and not self._busy, timeout)
+            finally:
+                self._hurrying -= 1
 
     def stop(self, timeout: float | None = None) -> None:
         """Seal what was given, then end the thread (and close its connection); a later ``submit`` starts it anew."""
@@ -113,7 +130,7 @@ class BackgroundSealer:
                 if self._waiting:
                     # Let a batch gather: one seal transaction per few writes is what makes this pay.
                     linger = self._oldest + self._linger - time.monotonic()
-                    if linger <= 0 or len(self._waiting) >= self._enough:
+                    if linger <= 0 or self._hurrying or len(self._waiting) >= self._enough:
                         break
                     timeout = linger if timeout is None else min(timeout, linger)
                 self._condition.wait(timeout)
@@ -136,8 +153,13 @@ class BackgroundSealer:
                     last_review, review_due = time.monotonic(), None
                     continue
                 try:
-                    self._seal(handed)
+                    contended = self._seal(handed)
                     failures = 0
+                    self._linger = (
+                        min(self._linger * 2, self._base_linger * MAX_LINGER_FACTOR)
+                        if contended
+                        else max(self._linger / 2, self._base_linger)
+                    )
                 except Exception:
                     failures += 1
                     logger.exception("background sealing of %d entries failed (attempt %d)", len(handed), failures)

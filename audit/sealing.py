@@ -396,7 +396,7 @@ def background_sealer(using: str = "default") -> BackgroundSealer:
     return sealer_for(
         using,
         lambda: {
-            "seal": lambda pairs: seal_known(pairs, using=using),
+            "seal": lambda pairs: seal_known(pairs, using=using).contended,
             "review": lambda: _review(using),
             "review_every": conf.anomaly_scan_every(),
             "linger": conf.seal_linger(),
@@ -431,15 +431,25 @@ def _head_and_sealed(using: str, ids: list[int]) -> tuple[_Head | None, set[int]
     return head, set(sealed)
 
 
-def seal_known(pairs: list[tuple[int, str]], *, using: str) -> int:
+@dataclass(frozen=True)
+class KnownSealed:
+    count: int  # entries sealed (those another sealer took meanwhile are left out)
+    contended: bool  # whether another sealer held the lock when this batch asked for it
+
+
+def seal_known(pairs: list[tuple[int, str]], *, using: str) -> KnownSealed:
     """Seal committed entries whose digests the writer computed from the stored row: no entry is read.
 
     PostgreSQL (background sealing). Under the sealer lock, as every sealer, in one transaction; entries that
-    another sealer took meanwhile (a look-back, ``audit_seal``) are left out. Returns how many were sealed.
+    another sealer took meanwhile (a look-back, ``audit_seal``) are left out.
     """
     with transaction.atomic(using=using):
         with connections[using].cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+            # Tried first, so that the sealer thread learns whether sealers of other processes compete with it.
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+            contended = not cursor.fetchone()[0]
+            if contended:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
         # A statement of its own: one that also waited for the lock would read the chain as of before the wait.
         head, sealed = _head_and_sealed(using, [pk for pk, _ in pairs])
         rows: list[SealRow] = []
@@ -460,7 +470,7 @@ def seal_known(pairs: list[tuple[int, str]], *, using: str) -> int:
             next_index - 1, prev_hash, head.digest_index if head else None, head.digest_signed_at if head else None
         )
         _sign_if_due(after, using)
-    return len(rows)
+    return KnownSealed(len(rows), contended)
 
 
 def seal_committed(ids: list[int], *, using: str = "default", review: bool = True) -> None:

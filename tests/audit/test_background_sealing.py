@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from audit import background_sealing
 from audit.actions import AuditAction
 from audit.models import AuditLog, Seal
-from audit.sealing import digest_of, seal_pending
+from audit.sealing import KnownSealed, digest_of, seal_pending
 from audit.services import EventSpec, record, record_many
 from audit.verify import verify_chain
 from audit.writing import insert_entries
@@ -198,4 +198,86 @@ def test_a_batch_whose_connection_was_cut_is_sealed_on_a_new_one(background, set
     _flush()
     assert Seal.objects.filter(entry_id=entry.pk).count() == 1
     assert "background sealing of 1 entries failed (attempt 1)" in caplog.text
+    _assert_sealed_once()
+
+
+class _ContendedSealer:
+    """A stand-in for ``seal_known``: records each batch and says whether another sealer held the lock."""
+
+    def __init__(self, contended: list[bool]) -> None:
+        self.contended = contended
+        self.batches: list[list[tuple[int, str]]] = []
+
+    def __call__(self, handed: list[tuple[int, str]]) -> bool:
+        self.batches.append(handed)
+        return self.contended[len(self.batches) - 1]
+
+
+def _sealer(seal: _ContendedSealer, linger: float) -> background_sealing.BackgroundSealer:
+    return background_sealing.BackgroundSealer(
+        "default", seal=seal, review=lambda: None, review_every=3600, linger=linger, enough=1000
+    )
+
+
+def test_linger_grows_while_other_sealers_hold_the_lock_and_shrinks_back():
+    """Each batch that found another process's sealer holding the lock doubles the linger, up to ten times the
+    configured one; each uncontended batch halves it, down to the configured one."""
+    seal = _ContendedSealer([True] * 5 + [False] * 5)
+    sealer = _sealer(seal, linger=0.01)
+    seen = []
+    try:
+        for pk in range(10):
+            sealer.submit([(pk, "d" * 64)])
+            assert sealer.flush(timeout=5)
+            seen.append(round(sealer.linger, 4))
+    finally:
+        sealer.stop(timeout=5)
+
+    assert [len(batch) for batch in seal.batches] == [1] * 10
+    assert seen == [0.02, 0.04, 0.08, 0.1, 0.1, 0.05, 0.025, 0.0125, 0.01, 0.01]
+
+
+def test_flush_seals_at_once_instead_of_waiting_out_the_linger():
+    """A process about to exit (or a test) asks for what is waiting to be sealed now, not in ten seconds."""
+    seal = _ContendedSealer([False])
+    sealer = _sealer(seal, linger=10.0)
+    try:
+        sealer.submit([(1, "d" * 64)])
+        assert sealer.flush(timeout=2)
+    finally:
+        sealer.stop(timeout=5)
+
+    assert seal.batches == [[(1, "d" * 64)]]
+
+
+def test_seal_known_says_when_another_sealer_held_the_lock(postgres_only, committed_db):
+    """``seal_known`` tells the sealer thread whether it had to wait for another sealer: the signal its linger
+    grows on."""
+    from audit.sealing import SEALER_LOCK_KEY, seal_known  # noqa: PLC0415
+
+    # Sealed at once (inline sealing): seal_known takes the lock, finds them sealed and leaves them out.
+    first = record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="free")
+    second = record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="contended")
+    assert seal_known([(first.pk, digest_of(first))], using="default") == KnownSealed(0, contended=False)
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holder = connection.copy()  # another process's sealer, as far as the lock is concerned
+        with holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+            locked.set()
+            release.wait(10)
+            cursor.execute("COMMIT")
+        holder.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(10)
+    threading.Timer(0.2, release.set).start()
+    result = seal_known([(second.pk, digest_of(second))], using="default")
+    thread.join(10)
+
+    assert result == KnownSealed(0, contended=True)
     _assert_sealed_once()
