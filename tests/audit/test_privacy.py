@@ -71,6 +71,21 @@ def _erase(subject, reason: str = "Erasure request ER-2026-7") -> str:
     return out.getvalue()
 
 
+def _bundle(entries, officer, rules=()) -> bytes:
+    scope = ExportScope(entries=entries, rules=list(rules), filters={})
+    response = export_response(scope=scope, actor=officer, cover=lambda summary: cover_for(scope, summary))
+    return b"".join(response.streaming_content)
+
+
+def _verified_bundle(entries, officer, keys, path: Path) -> Path:
+    """The bundle of ``entries`` written to ``path``, once ``audit_verify_bundle`` found nothing wrong with it."""
+    path.write_bytes(_bundle(entries, officer))
+    out = StringIO()
+    call_command("audit_verify_bundle", str(path), "--public-key", str(keys.public_path), stdout=out)
+    assert "NOT verified" not in out.getvalue()
+    return path
+
+
 @pytest.fixture
 def subject(db):
     return UserFactory(username="dana.subject")
@@ -174,13 +189,7 @@ def test_after_erasure_fields_read_erased_in_admin_api_and_exports_and_verify_pa
 
     call_command("audit_verify", "--no-progress", stdout=StringIO())  # exits 1 on any finding
 
-    scope = ExportScope(entries=AuditLog.objects.filter(pk=entry.pk), rules=[], filters={})
-    response = export_response(scope=scope, actor=officer, cover=lambda summary: cover_for(scope, summary))
-    bundle = tmp_path / "after-erasure.zip"
-    bundle.write_bytes(b"".join(response.streaming_content))
-    out = StringIO()
-    call_command("audit_verify_bundle", str(bundle), "--public-key", str(keys.public_path), stdout=out)
-    assert "NOT verified" not in out.getvalue()
+    bundle = _verified_bundle(AuditLog.objects.filter(pk=entry.pk), officer, keys, tmp_path / "after-erasure.zip")
     with zipfile.ZipFile(bundle) as archive:
         (released,) = [json.loads(line) for line in archive.read("records.jsonl").splitlines()]
         everything = b"".join(archive.read(name) for name in archive.namelist())
@@ -192,13 +201,7 @@ def test_bundle_before_erasure_releases_the_decrypted_fields_and_verifies(subjec
     entry = _personal_entry(subject)
     seal_pending()
 
-    scope = ExportScope(entries=AuditLog.objects.filter(pk=entry.pk), rules=[], filters={})
-    response = export_response(scope=scope, actor=officer, cover=lambda summary: cover_for(scope, summary))
-    bundle = Path(tmp_path / "before.zip")
-    bundle.write_bytes(b"".join(response.streaming_content))
-    out = StringIO()
-    call_command("audit_verify_bundle", str(bundle), "--public-key", str(keys.public_path), stdout=out)
-    assert "NOT verified" not in out.getvalue()
+    bundle = _verified_bundle(AuditLog.objects.filter(pk=entry.pk), officer, keys, tmp_path / "before.zip")
     with zipfile.ZipFile(bundle) as archive:
         (released,) = [json.loads(line) for line in archive.read("records.jsonl").splitlines()]
     assert (released["actor_label"], released["ip_address"]) == (subject.username, IP)
@@ -297,9 +300,7 @@ def test_plain_value_slipped_into_an_encrypted_entry_is_caught(subject, triggers
 
 
 def _bundle_export_entry(entries, officer, rules=()) -> AuditLog:
-    scope = ExportScope(entries=entries, rules=list(rules), filters={})
-    response = export_response(scope=scope, actor=officer, cover=lambda summary: cover_for(scope, summary))
-    b"".join(response.streaming_content)
+    _bundle(entries, officer, rules)
     return AuditLog.objects.filter(action=AuditAction.AUDIT_EXPORT).latest("id")
 
 
