@@ -28,7 +28,6 @@ from audit.services import EventSpec, record, record_many
 from audit.subject_access import subject_access_export
 from audit.verify import verify_chain
 from tests.audit.read_back import read_back
-from tests.audit.test_bundle import keygen
 from tests.factories.users import OfficerFactory, UserFactory
 
 CHANGELIST_URL = reverse("admin:audit_auditlog_changelist")
@@ -81,7 +80,7 @@ def _verified_bundle(entries, officer, keys, path: Path) -> Path:
     """The bundle of ``entries`` written to ``path``, once ``audit_verify_bundle`` found nothing wrong with it."""
     path.write_bytes(_bundle(entries, officer))
     out = StringIO()
-    call_command("audit_verify_bundle", str(path), "--public-key", str(keys.public_path), stdout=out)
+    call_command("audit_verify_bundle", str(path), "--public-key", str(keys.public), stdout=out)
     assert "NOT verified" not in out.getvalue()
     return path
 
@@ -96,16 +95,6 @@ def officer_client(officer) -> Client:
     client = Client()
     client.force_login(officer)
     return client
-
-
-@pytest.fixture
-def keys(settings, tmp_path):
-    settings.AUDIT_SIGNING_KEY = ""
-    settings.AUDIT_VERIFY_KEY = ""
-    settings.AUDIT_VERIFY_KEY_FILE = ""
-    pair = keygen(tmp_path / "keys")
-    settings.AUDIT_SIGNING_KEY_FILE = str(pair.private_path)
-    return pair
 
 
 # --- stored encrypted -----------------------------------------------------------------------------------------------
