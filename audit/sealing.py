@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
@@ -180,31 +179,33 @@ def _unsealed_sql(using: str, ids: list[int]) -> tuple[str, list[int]]:
     return sql, bounds
 
 
-def _insert_seals_sql(using: str, rows: list[SealRow]) -> tuple[list[str], list[Any]]:
-    """Multi-row INSERTs of seals; ``sealed_at`` is the database's."""
+_SEAL_COLUMNS = ("chain_index", "entry_id", "digest", "prev_hash", "hash")
+
+
+def _insert_seals(using: str, rows: list[SealRow]) -> None:
+    """INSERT the seals of a batch; ``sealed_at`` is the database's.
+
+    PostgreSQL: one statement with an array per column, five parameters whatever the batch size, bound on the
+    server. Elsewhere: multi-row VALUES, five parameters a seal, as many statements as the backend's bound needs.
+    """
+    if not rows:
+        return
     connection = connections[using]
     qn = connection.ops.quote_name
-    columns = ", ".join(qn(name) for name in ("chain_index", "entry_id", "digest", "prev_hash", "hash"))
+    insert = f"INSERT INTO {qn(Seal._meta.db_table)} ({', '.join(qn(name) for name in _SEAL_COLUMNS)})"
+    if connection.vendor == "postgresql":
+        with bound_cursor(using) as cursor:
+            cursor.execute(
+                f"{insert} SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        return
     per_insert = min(SEAL_INSERT_ROWS, (connection.features.max_query_params or 5 * SEAL_INSERT_ROWS) // 5)
-    statements, params = [], []
-    for start in range(0, len(rows), per_insert):
-        chunk = rows[start : start + per_insert]
-        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
-        statements.append(f"INSERT INTO {qn(Seal._meta.db_table)} ({columns}) VALUES {values}")
-        params.append([value for row in chunk for value in row])
-    return statements, params
-
-
-@cache
-def _insert_seal_arrays_sql(using: str) -> str:
-    """One INSERT of any number of seals, given as one array per column (PostgreSQL): five parameters whatever the
-    batch size, where a multi-row VALUES has five per seal, each split out of the SQL and quoted on the client."""
-    qn = connections[using].ops.quote_name
-    columns = ", ".join(qn(name) for name in ("chain_index", "entry_id", "digest", "prev_hash", "hash"))
-    return (
-        f"INSERT INTO {qn(Seal._meta.db_table)} ({columns}) "
-        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])"
-    )
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_insert):
+            chunk = rows[start : start + per_insert]
+            values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(f"{insert} VALUES {values}", [value for row in chunk for value in row])
 
 
 def _aware(value: Any) -> dt.datetime | None:
@@ -247,9 +248,7 @@ def _seal_batch(
             using, entry_ids=entry_ids, window=None if full_scan else window, after_id=after_id, limit=limit
         )
         rows, head = _chain(batch)
-        with connections[using].cursor() as cursor:
-            for statement, params in zip(*_insert_seals_sql(using, rows), strict=True):
-                cursor.execute(statement, params)
+        _insert_seals(using, rows)
         return len(rows), batch[-1].pk if batch else after_id, head
 
 
@@ -462,9 +461,7 @@ def seal_known(pairs: list[tuple[int, str]], *, using: str) -> KnownSealed:
             hash_ = chain_hash(prev_hash, digest)
             rows.append((next_index, pk, digest, prev_hash, hash_))
             next_index, prev_hash = next_index + 1, hash_
-        if rows:
-            with bound_cursor(using) as cursor:
-                cursor.execute(_insert_seal_arrays_sql(using), [list(column) for column in zip(*rows, strict=True)])
+        _insert_seals(using, rows)
     if rows:
         after = _Head(
             next_index - 1, prev_hash, head.digest_index if head else None, head.digest_signed_at if head else None
@@ -519,9 +516,7 @@ def _seal_without_queueing(ids: list[int], *, using: str, lookback: bool, review
                 if locked:
                     batch = _select_unsealed(using, entry_ids=ids, window=window, after_id=None, limit=limit)
                     rows, batch_head = _chain(batch)
-                    with connection.cursor() as cursor:
-                        for statement, params in zip(*_insert_seals_sql(using, rows), strict=True):
-                            cursor.execute(statement, params)
+                    _insert_seals(using, rows)
         except IntegrityError:
             # Only if a sealer bypassed the lock: as in _seal, read the new head and go on.
             attempts += 1
