@@ -44,6 +44,12 @@ def seal_linger() -> float:
     return float(getattr(settings, "AUDIT_SEAL_LINGER_MS", 50)) / 1000
 
 
+def prepared_statements() -> bool:
+    """PostgreSQL: prepare the statements every write runs, once per connection. Off behind a connection pooler
+    in transaction mode that does not keep prepared statements (PgBouncer before 1.21)."""
+    return bool(getattr(settings, "AUDIT_PREPARED_STATEMENTS", True))
+
+
 def anomaly_scan_every() -> float:
     """With background sealing: seconds between anomaly scans after sealing (a scan after every batch would cost
     a transaction per batch)."""

@@ -194,7 +194,7 @@ def _insert_seals(using: str, rows: list[SealRow]) -> None:
     qn = connection.ops.quote_name
     insert = f"INSERT INTO {qn(Seal._meta.db_table)} ({', '.join(qn(name) for name in _SEAL_COLUMNS)})"
     if connection.vendor == "postgresql":
-        with bound_cursor(using) as cursor:
+        with bound_cursor(using, prepared=True) as cursor:
             cursor.execute(
                 f"{insert} SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])",
                 [list(column) for column in zip(*rows, strict=True)],

@@ -151,10 +151,11 @@ def test_sqlite_seals_inline_whatever_the_setting(db, settings):
     [
         {"big": 1e16, "small": 1e-7, "neg_zero": -0.0, "integral": 2.0, "huge": 1.5e300},
         {"text": "zwölf 🧾 \u202e", "nested": {"b": [1, 2.5, None, True], "a": "x"}},
+        {"text": "zwölf 🧾 \u202e", "nested": {"b": [1, None, True], "a": "x"}, "big": 10**30, "list": []},
     ],
-    ids=["numbers", "text"],
+    ids=["numbers", "text", "no-float"],
 )
-@pytest.mark.parametrize("ip", ["192.0.2.1", "2001:DB8:0:0::1", "::ffff:192.0.2.1"])
+@pytest.mark.parametrize("ip", [None, "192.0.2.1", "2001:DB8:0:0::1", "::ffff:192.0.2.1"])
 def test_digest_of_the_inserted_entry_is_the_digest_of_the_stored_row(db, meta, ip):
     """What the background sealer chains (the digest of the entry as the INSERT returned it) is what
     `audit_verify` recomputes from the row, also where the database stores a value in a form of its own."""
