@@ -66,7 +66,9 @@ def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidAuditEntry(f"{name} is not JSON-serialisable: {exc}") from exc
     if len(text.encode("utf-8")) > conf.max_json_bytes():
         raise InvalidAuditEntry(f"{name} is larger than {conf.max_json_bytes()} bytes")
-    return _without_nul(json.loads(text))
+    # JSON escapes NUL wherever it is, keys included: without the escape in the text there is none to replace.
+    value = json.loads(text)
+    return _without_nul(value) if "\\u0000" in text else value
 
 
 def _bounded(name: str, value: object, max_length: int) -> str:

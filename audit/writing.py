@@ -71,7 +71,7 @@ def _parameter(field: Field, using: str) -> Callable[[AuditLog], Any]:
 
 
 @lru_cache(maxsize=32)
-def _statement(using: str, rows: int = 1, *, normalised: bool = True) -> _Statement:
+def _statement(using: str, rows: int = 1, normalised: bool = True) -> _Statement:
     """INSERT of ``rows`` entries, returning for each its id (first) and, if ``normalised``, the columns the
     database may normalise."""
     connection = connections[using]
@@ -170,7 +170,7 @@ def insert_entries(entries: Sequence[AuditLog], using: str) -> None:
         per_statement = min(per_statement, connection.features.max_query_params // len(_statement(using).sent))
     for start in range(0, len(entries), per_statement):
         chunk = entries[start : start + per_statement]
-        statement = _statement(using, len(chunk), normalised=not all(_stored_as_sent(entry) for entry in chunk))
+        statement = _statement(using, len(chunk), not all(_stored_as_sent(entry) for entry in chunk))
         params = [parameter(entry) for entry in chunk for parameter in statement.sent]
         # One prepared statement per connection for the single entry of ``record``; a bulk statement of each
         # size would be one more.
