@@ -141,6 +141,8 @@ def bound_cursor(using: str, *, prepared: bool = False) -> Iterator[Any]:
         with connection.cursor() as cursor:
             yield cursor
         return
+    # What Django's ``cursor()`` does before it hands out a cursor.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = connection.connection
