@@ -3,8 +3,8 @@
 Used on PostgreSQL when ``AUDIT_SEALING = "background"``. A writer's audited change is then one transaction, as an
 unaudited change would be; the thread seals what accumulated while it waited or worked in one batch, so one seal
 transaction (and one commit) serves many writes. It seals with ``sealing.seal_known``: under the sealer lock, once
-per entry, after the chain head the last sealer committed, with the digests the writers computed from the values
-their INSERTs returned.
+per entry, after the chain head the last sealer committed, with the digests of the values the writers' INSERTs
+stored.
 
 What a writer gives up is waiting for its seal: an entry is committed before it is sealed, as it always was, and
 sealed some milliseconds later. An entry this thread never seals (its process was killed first) is found by the
@@ -24,8 +24,8 @@ from django.db import connections
 
 logger = logging.getLogger(__name__)
 
-# A committed entry as the writer hands it over: its id and its digest.
-Handed = tuple[int, str]
+# A committed entry as the writer hands it over: its id, and its digest or what to take it from.
+Handed = tuple[int, Any]
 # After a failed batch its entries are tried again, waiting longer each time up to this (the database may be down).
 MAX_RETRY_PAUSE_SECONDS = 30.0
 # While its batches find a sealer of another process holding the lock, a sealer lingers twice as long each time, up
@@ -70,7 +70,8 @@ class BackgroundSealer:
         self._pid = os.getpid()
 
     def submit(self, handed: list[Handed]) -> None:
-        """Have ``handed`` (committed entries with their digests) sealed; returns at once."""
+        """Have ``handed`` (committed entries, each with its digest or what to take it from) sealed; returns at
+        once."""
         with self._condition:
             self._start_if_needed()
             first = not self._waiting

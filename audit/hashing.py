@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 GENESIS_HASH = "0" * 64
@@ -90,6 +90,8 @@ def canonical_json(value: Any) -> bytes:
         return str(value).encode("ascii")
     if kind is str:
         return json.encoder.encode_basestring(value).encode("utf-8")
+    if kind is dt.datetime:
+        return json.encoder.encode_basestring(canonical_value(value)).encode("utf-8")
     if _ENCODE is None:
         return _CANONICAL_ENCODER.encode(canonical_value(value)).encode("utf-8")
     return "".join(_ENCODE(canonical_value(value), 0)).encode("utf-8")
@@ -116,32 +118,55 @@ class FieldSalts:
         self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
 
     def __call__(self, name: str) -> bytes:
+        return self._of_encoded(_encoded(name))
+
+    def _of_encoded(self, name: bytes) -> bytes:
         inner = self._inner.copy()
-        inner.update(name.encode("utf-8"))
+        inner.update(name)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
 
+    def commitments(self, fields: Mapping[str, Any], leave_out: Container[str] = ()) -> dict[str, str]:
+        """``commitment`` of each field not in ``leave_out``, each name encoded once for its salt and its hash."""
+        result = {}
+        for name, value in fields.items():
+            if name in leave_out:
+                continue
+            encoded = _encoded(name)
+            result[name] = _sha256(self._of_encoded(encoded) + encoded + canonical_json(value)).hexdigest()
+        return result
+
+
+_sha256 = hashlib.sha256
+# UTF-8 of the names of committed fields, made once; other names (personal ``meta`` keys) are encoded when used.
+_ENCODED_NAMES = {name: name.encode("utf-8") for name in COMMITTED_FIELDS}
+
+
+def _encoded(name: str) -> bytes:
+    encoded = _ENCODED_NAMES.get(name)
+    return name.encode("utf-8") if encoded is None else encoded
+
 
 def commitment(salt_of_field: bytes, name: str, value: Any) -> str:
-    return hashlib.sha256(salt_of_field + name.encode("utf-8") + canonical_json(value)).hexdigest()
+    return _sha256(salt_of_field + _encoded(name) + canonical_json(value)).hexdigest()
 
 
 def field_commitments(salt: bytes | FieldSalts, fields: Mapping[str, Any]) -> dict[str, str]:
     salts = salt if isinstance(salt, FieldSalts) else FieldSalts(salt)
-    return {name: commitment(salts(name), name, value) for name, value in fields.items()}
+    return salts.commitments(fields)
 
 
 def digest_of_commitments(commitments: Mapping[str, str]) -> str:
-    return hashlib.sha256(canonical_json(dict(commitments))).hexdigest()
+    return _sha256(canonical_json(commitments if type(commitments) is dict else dict(commitments))).hexdigest()
 
 
 def entry_digest(salt: bytes, fields: Mapping[str, Any], known: Mapping[str, str] | None = None) -> str:
     """``known``: commitments that stand in for fields whose value is not stored in the clear (audit.privacy)."""
-    if not known:
-        return digest_of_commitments(field_commitments(salt, fields))
-    plain = {name: value for name, value in fields.items() if name not in known}
-    return digest_of_commitments({**field_commitments(salt, plain), **known})
+    commitments = FieldSalts(salt).commitments(fields, known or ())
+    if known:
+        commitments.update(known)
+    return digest_of_commitments(commitments)
 
 
 def chain_hash(prev_hash: str, digest: str) -> str:

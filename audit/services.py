@@ -36,6 +36,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 OUTCOMES = frozenset(Outcome.values)
 
 
+# ensure_ascii=False: the limit counts UTF-8 bytes, as the API's input check does; escaped non-ASCII ("\u00e9",
+# 6 bytes for a 2-byte character) made text under the limit fail here with no field named.
+_ENCODER = DjangoJSONEncoder(allow_nan=False, ensure_ascii=False)
+
 NUL = "\x00"
 NUL_AS_TEXT = "\\x00"
 
@@ -59,9 +63,7 @@ def _json_field(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidAuditEntry(f"{name} must be a JSON object, got {type(value).__name__}")
     try:
-        # ensure_ascii=False: the limit counts UTF-8 bytes, as the API's input check does; escaped non-ASCII
-        # ("\u00e9", 6 bytes for a 2-byte character) made text under the limit fail here with no field named.
-        text = json.dumps(redact(dict(value)), cls=DjangoJSONEncoder, allow_nan=False, ensure_ascii=False)
+        text = _ENCODER.encode(redact(dict(value)))
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEntry(f"{name} is not JSON-serialisable: {exc}") from exc
     if len(text.encode("utf-8")) > conf.max_json_bytes():
@@ -138,14 +140,27 @@ def _acting_user(actor: Any, ctx: context.RequestContext | None) -> Any:
     return actor
 
 
+# Model.__init__ takes values in the order of the fields several times faster than by keyword; every write makes one.
+_ENTRY_ATTNAMES = tuple(field.attname for field in AuditLog._meta.concrete_fields)
+_ACTOR = AuditLog._meta.get_field("actor")
+
+
+def _new_entry(actor: Any, **values: Any) -> AuditLog:
+    """``AuditLog(actor=actor, **values)``; the fields not given hold None."""
+    entry = AuditLog(*[values.get(name) for name in _ENTRY_ATTNAMES])
+    entry.actor_id = actor.pk if actor is not None else None
+    _ACTOR.set_cached_value(entry, actor)  # ``entry.actor`` without a query, as the keyword would have it
+    return entry
+
+
 def _build_entry(spec: EventSpec, *, actor: Any, perms: dict[str, Any], ctx: context.RequestContext | None) -> AuditLog:
     if spec.outcome not in OUTCOMES:
         raise InvalidAuditEntry(f"outcome must be one of {', '.join(Outcome.values)}, got {spec.outcome!r}")
     if spec.occurred_at is not None and timezone.is_naive(spec.occurred_at):
         raise InvalidAuditEntry("occurred_at must carry a time zone")
-    return AuditLog(
+    return _new_entry(
+        actor,
         created_at=timezone.now(),
-        actor=actor,
         actor_label=_without_nul(actor.get_username()) if actor is not None else "",
         action=str(spec.action),
         entity=_bounded("entity", spec.entity, 100),
@@ -204,10 +219,9 @@ def record(
     alias = _alias_for_independent_write(using) if independent else using
     # No savepoint: one statement needs none, and if the INSERT fails inside the caller's transaction, that
     # transaction can only roll back; a savepoint would let a caller catch the error and commit unaudited.
-    # The digest a background sealer chains is taken inside ``protected``: from the entry as stored, encrypted.
+    # What a background sealer chains is taken inside ``protected``: the entry as stored, encrypted.
     with protected([entry], using=alias), transaction.atomic(using=alias, savepoint=False):
-        insert_entries([entry], alias)
-        schedule_seal_of_stored([entry], alias)
+        schedule_seal_of_stored([entry], alias, insert_entries([entry], alias))
     return entry
 
 
@@ -225,8 +239,7 @@ def record_many(
     perms = perms_snapshot(actor)
     entries = [_build_entry(spec, actor=actor, perms=perms, ctx=ctx) for spec in specs]
     with protected(entries, using=using), transaction.atomic(using=using, savepoint=False):
-        insert_entries(entries, using)
-        schedule_seal_of_stored(entries, using)
+        schedule_seal_of_stored(entries, using, insert_entries(entries, using))
     return entries
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -25,6 +26,7 @@ from django.db import connections, models
 from django.db.models import Field
 
 from . import conf
+from .hashing import COMMITTED_FIELDS
 from .models import AuditLog
 
 # Rows per statement of ``insert_entries``; fewer where the backend takes fewer parameters.
@@ -34,7 +36,10 @@ _JSON_FIELDS = tuple(field for field in AuditLog._meta.concrete_fields if isinst
 _ADDRESS_FIELDS = tuple(
     field for field in AuditLog._meta.concrete_fields if isinstance(field, models.GenericIPAddressField)
 )
-# How the columns' values go to the driver on PostgreSQL (see ``_parameter``).
+# The columns an INSERT sends: all but the id.
+_SENT = tuple(field for field in AuditLog._meta.concrete_fields if not field.primary_key)
+_COLUMNS_SENT = len(_SENT)
+# How the columns' values go to the driver on PostgreSQL (see ``_conversion``).
 _SENT_AS_TEXT = (models.JSONField,)
 _SENT_AS_BYTES = (models.BinaryField,)
 _SENT_AS_THEY_ARE = (models.CharField, models.TextField, models.DateTimeField, models.ForeignKey, models.BigAutoField)
@@ -43,7 +48,7 @@ _SENT_AS_THEY_ARE = (models.CharField, models.TextField, models.DateTimeField, m
 @dataclass(frozen=True)
 class _Statement:
     sql: str
-    sent: tuple[Callable[[AuditLog], Any], ...]  # for each column sent, its parameter from an entry
+    parameters: Callable[[AuditLog], list[Any]]  # an entry's parameters, one per column sent
     returned: tuple[tuple[Field, tuple[Callable[..., Any], ...]], ...]  # each field with its converters
 
 
@@ -55,19 +60,35 @@ def _as_bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def _parameter(field: Field, using: str) -> Callable[[AuditLog], Any]:
-    """How an entry's value of ``field`` is sent: on PostgreSQL directly where the driver takes the value as it is
-    (it sends text as of unknown type, which the column's type then reads), elsewhere as Django prepares it."""
-    attname = field.attname
+def _conversion(field: Field, using: str) -> Callable[[Any], Any] | None:
+    """What an entry's value of ``field`` goes through before it is sent: on PostgreSQL nothing where the driver
+    takes the value as it is (it sends text as of unknown type, which the column's type then reads), elsewhere
+    what Django does to prepare it."""
     if connections[using].vendor == "postgresql":
         if isinstance(field, _SENT_AS_TEXT):
-            return lambda entry: _json_text(getattr(entry, attname))
+            return _json_text
         if isinstance(field, _SENT_AS_BYTES):
-            return lambda entry: _as_bytes(getattr(entry, attname))
+            return _as_bytes
         if isinstance(field, _SENT_AS_THEY_ARE):
-            return lambda entry: getattr(entry, attname)
-    prepare = partial(field.get_db_prep_save, connection=connections[using])
-    return lambda entry: prepare(getattr(entry, attname))
+            return None
+    return partial(field.get_db_prep_save, connection=connections[using])
+
+
+def _parameters(fields: Sequence[Field], using: str) -> Callable[[AuditLog], list[Any]]:
+    """A function from an entry to its parameters for ``fields``: the values read in one call, then converted
+    where they must be."""
+    values = attrgetter(*(field.attname for field in fields))
+    conversions = [
+        (index, convert) for index, field in enumerate(fields) if (convert := _conversion(field, using)) is not None
+    ]
+
+    def parameters(entry: AuditLog) -> list[Any]:
+        row = list(values(entry))
+        for index, convert in conversions:
+            row[index] = convert(row[index])
+        return row
+
+    return parameters
 
 
 @lru_cache(maxsize=32)
@@ -76,22 +97,21 @@ def _statement(using: str, rows: int = 1, normalised: bool = True) -> _Statement
     database may normalise."""
     connection = connections[using]
     qn = connection.ops.quote_name
-    sent = tuple(field for field in AuditLog._meta.concrete_fields if not field.primary_key)
     returned = tuple(
         field
         for field in AuditLog._meta.concrete_fields
         if field.primary_key or (normalised and field in (*_JSON_FIELDS, *_ADDRESS_FIELDS))
     )
-    values = ", ".join([f"({', '.join(['%s'] * len(sent))})"] * rows)
+    values = ", ".join([f"({', '.join(['%s'] * len(_SENT))})"] * rows)
     sql = (
-        f"INSERT INTO {qn(AuditLog._meta.db_table)} ({', '.join(qn(field.column) for field in sent)}) "
+        f"INSERT INTO {qn(AuditLog._meta.db_table)} ({', '.join(qn(field.column) for field in _SENT)}) "
         f"VALUES {values} RETURNING {', '.join(qn(field.column) for field in returned)}"
     )
     converters = tuple(
         (field, tuple(connection.ops.get_db_converters(field.cached_col)) + tuple(field.get_db_converters(connection)))
         for field in returned
     )
-    return _Statement(sql, tuple(_parameter(field, using) for field in sent), converters)
+    return _Statement(sql, _parameters(_SENT, using), converters)
 
 
 def _has_float(value: Any) -> bool:
@@ -164,20 +184,61 @@ def bound_cursor(using: str, *, prepared: bool = False) -> Iterator[Any]:
         yield cursor
 
 
-def insert_entries(entries: Sequence[AuditLog], using: str) -> None:
-    """Insert ``entries`` (unsaved) with multi-row statements; afterwards each holds its id and values as stored."""
+# Where each committed field is among the values sent, and whether it was sent as JSON text.
+_SENT_INDEX = {field.attname: index for index, field in enumerate(_SENT)}
+_COMMITTED_SENT = tuple(
+    (name, _SENT_INDEX[name], name in {field.attname for field in _JSON_FIELDS})
+    for name in COMMITTED_FIELDS
+    if name != "id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SentEntry:
+    """The values an INSERT sent for one entry (PostgreSQL), which the database stored as they are: text, numbers,
+    times, bytes and JSON as its text, none of which a caller can change."""
+
+    pk: int
+    values: tuple[Any, ...]  # in the order of the columns sent
+
+    @property
+    def salt(self) -> bytes:
+        return self.values[_SENT_INDEX["salt"]]
+
+    def personal_commitments(self) -> dict[str, str] | None:
+        text = self.values[_SENT_INDEX["personal_commitments"]]
+        return None if text is None else json.loads(text)
+
+    def committed_fields(self) -> dict[str, Any]:
+        """``audit.sealing.committed_fields`` of the entry as stored."""
+        fields: dict[str, Any] = {"id": self.pk}
+        for name, index, is_json in _COMMITTED_SENT:
+            value = self.values[index]
+            fields[name] = json.loads(value) if is_json and value is not None else value
+        return fields
+
+
+def insert_entries(entries: Sequence[AuditLog], using: str) -> list[SentEntry | None]:
+    """Insert ``entries`` (unsaved) with multi-row statements; afterwards each holds its id and values as stored.
+
+    Returns, for each entry, what its INSERT sent if the database stores exactly that (PostgreSQL; None otherwise):
+    the entry's digest can be taken from it later, whatever is done to the entry object meanwhile.
+    """
     connection = connections[using]
+    keeps_sent = connection.vendor == "postgresql"
     per_statement = ROWS_PER_INSERT
     if connection.features.max_query_params:
-        per_statement = min(per_statement, connection.features.max_query_params // len(_statement(using).sent))
+        per_statement = min(per_statement, connection.features.max_query_params // _COLUMNS_SENT)
+    sent: list[SentEntry | None] = []
     for start in range(0, len(entries), per_statement):
         chunk = entries[start : start + per_statement]
-        statement = _statement(using, len(chunk), not all(_stored_as_sent(entry) for entry in chunk))
-        params = [parameter(entry) for entry in chunk for parameter in statement.sent]
+        as_sent = [_stored_as_sent(entry) for entry in chunk]
+        statement = _statement(using, len(chunk), not all(as_sent))
+        rows_sent = [statement.parameters(entry) for entry in chunk]
         # One prepared statement per connection for the single entry of ``record``; a bulk statement of each
         # size would be one more.
         with bound_cursor(using, prepared=len(chunk) == 1) as cursor:
-            cursor.execute(statement.sql, params)
+            cursor.execute(statement.sql, [value for row in rows_sent for value in row])
             rows = cursor.fetchall()
         # Ids are drawn in the order of the VALUES; the order RETURNING hands rows back in is not promised (SQLite).
         rows.sort(key=lambda row: row[0])
@@ -188,3 +249,8 @@ def insert_entries(entries: Sequence[AuditLog], using: str) -> None:
                 setattr(entry, field.attname, value)
             entry._state.adding = False
             entry._state.db = using
+        sent.extend(
+            SentEntry(entry.pk, tuple(values)) if keeps_sent and stored else None
+            for entry, values, stored in zip(chunk, rows_sent, as_sent, strict=True)
+        )
+    return sent

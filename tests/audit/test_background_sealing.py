@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from audit import background_sealing
 from audit.actions import AuditAction
 from audit.models import AuditLog, Seal
-from audit.sealing import KnownSealed, digest_of, seal_pending
+from audit.sealing import KnownSealed, digest_of, digest_of_sent, seal_pending
 from audit.services import EventSpec, record, record_many
 from audit.verify import verify_chain
 from audit.writing import insert_entries
@@ -167,8 +167,52 @@ def test_digest_of_the_inserted_entry_is_the_digest_of_the_stored_row(db, meta, 
         perms={"perms": []},
         ctx=None,
     )
-    insert_entries([entry], "default")
-    assert digest_of(entry) == digest_of(AuditLog.objects.get(pk=entry.pk))
+    (sent,) = insert_entries([entry], "default")
+    stored = AuditLog.objects.get(pk=entry.pk)
+    assert digest_of(entry) == digest_of(stored)
+    if sent is not None:
+        assert digest_of_sent(sent) == digest_of(stored)
+
+
+@pytest.mark.parametrize(
+    ("meta", "ip", "kept"),
+    [({"n": 1, "s": "text"}, None, True), ({"n": 1.5}, None, False), ({}, "192.0.2.1", False)],
+    ids=["as-sent", "float", "address"],
+)
+def test_what_the_insert_sent_is_kept_only_where_the_database_stores_it_as_sent(postgres_only, db, meta, ip, kept):
+    """The sealer thread takes a digest from the values sent only where the row holds exactly those: jsonb writes
+    a float and inet an address in a form of their own, and those digests are taken from what the INSERT returned."""
+    from audit.services import _build_entry
+
+    entry = _build_entry(
+        EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=1, meta=meta, client_ip=ip),
+        actor=None,
+        perms={"perms": []},
+        ctx=None,
+    )
+    (sent,) = insert_entries([entry], "default")
+    assert (sent is not None) is kept
+
+
+def test_a_caller_changing_its_entry_before_the_seal_changes_nothing_sealed(background, settings, user):
+    """The sealer takes the digest from what the INSERT sent, not from the entry object the caller got back."""
+    settings.AUDIT_SEAL_LINGER_MS = 1000
+    entry = record(
+        AuditAction.ROLE_UPDATE,
+        entity="Role",
+        entity_id=1,
+        changes={"name": {"before": "a", "after": "b"}},
+        meta={"reason": "as written"},
+        actor=user,
+    )
+    entry.changes["name"]["after"] = "changed"
+    entry.meta["reason"] = "changed"
+    entry.perms_snapshot["perms"].append("everything")
+    entry.entity_id = "changed"
+    _flush()
+    seal = Seal.objects.get(entry_id=entry.pk)
+    assert seal.digest == digest_of(AuditLog.objects.get(pk=entry.pk)) != digest_of(entry)
+    _assert_sealed_once()
 
 
 def test_an_edit_between_commit_and_seal_is_reported_as_modified(background, settings, triggers_dropped):
