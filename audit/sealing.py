@@ -13,6 +13,7 @@ sealed, by itself or by another; if they are not (the holder read before the wri
 """
 
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -368,7 +369,13 @@ def _seal_scheduled(using: str) -> None:
 
 def seals_in_background(using: str) -> bool:
     """Whether entries written on ``using`` go to the background sealer (``AUDIT_SEALING``; PostgreSQL only)."""
-    return conf.sealing_mode() == "background" and connections[using].vendor == "postgresql"
+    return conf.sealing_mode() == "background" and _vendor(using) == "postgresql"
+
+
+@functools.cache
+def _vendor(using: str) -> str:
+    # Asked on every write; a database alias keeps its backend while the process runs.
+    return connections[using].vendor
 
 
 def schedule_seal_of_stored(entries: Sequence[AuditLog], using: str, sent: Sequence[SentEntry | None]) -> None:

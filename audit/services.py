@@ -80,13 +80,27 @@ def _bounded(name: str, value: object, max_length: int) -> str:
     return text
 
 
+# Where a user object keeps its sorted permissions, with the permission cache of Django's backends they came from.
+_KEPT_PERMS = "_audit_perms_snapshot"
+
+
 def perms_snapshot(actor: Any) -> dict[str, Any]:
-    """The actor's effective permissions as ``app_label.codename``, at the time of the action."""
+    """The actor's effective permissions as ``app_label.codename``, at the time of the action.
+
+    Django's backends keep a user's permissions on the user object (``_perm_cache``) until something drops them
+    (``rbac.backends.forget_role_permissions`` after a change of roles); the sorted list is kept beside them, as
+    long as they are, so that the permissions an entry records are those its checks saw.
+    """
     if actor is None:
         return {"perms": []}
     if actor.is_superuser:
         return {"perms": ["*"], "superuser": True}
-    return {"perms": sorted(actor.get_all_permissions())}
+    state = actor.__dict__
+    kept = state.get(_KEPT_PERMS)
+    if kept is None or kept[0] is None or kept[0] is not state.get("_perm_cache"):
+        perms = sorted(actor.get_all_permissions())  # fills ``_perm_cache`` if the user is active
+        kept = state[_KEPT_PERMS] = (state.get("_perm_cache"), perms)
+    return {"perms": list(kept[1])}
 
 
 def _context_for(request: HttpRequest | None) -> context.RequestContext | None:

@@ -15,7 +15,7 @@ eighth.
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from operator import attrgetter
@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 from django.db import connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 
 from . import conf
@@ -146,8 +147,7 @@ class _Cursor(psycopg.Cursor):
         return super().execute(query, params, prepare=self._prepare, binary=binary)
 
 
-@contextmanager
-def bound_cursor(using: str, *, prepared: bool = False) -> Iterator[Any]:
+def bound_cursor(using: str, *, prepared: bool = False) -> AbstractContextManager[Any]:
     """A cursor of ``using`` with server-side parameter binding on PostgreSQL (Django's own cursors bind on the
     client unless the whole project opts in), and with ``prepared`` its statements prepared (for those that run
     on every write; ``AUDIT_PREPARED_STATEMENTS``). Other backends: their usual cursor.
@@ -156,7 +156,11 @@ def bound_cursor(using: str, *, prepared: bool = False) -> Iterator[Any]:
     wrapped as Django wraps its own. Otherwise it runs the statement with what that wrapper would do around it
     (refusing a broken transaction, raising Django's database errors), without its cost on every write.
     """
-    connection = connections[using]
+    return _bound_cursor(connections[using], prepared=prepared)
+
+
+@contextmanager
+def _bound_cursor(connection: BaseDatabaseWrapper, *, prepared: bool) -> Iterator[Any]:
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             yield cursor
@@ -237,7 +241,7 @@ def insert_entries(entries: Sequence[AuditLog], using: str) -> list[SentEntry | 
         rows_sent = [statement.parameters(entry) for entry in chunk]
         # One prepared statement per connection for the single entry of ``record``; a bulk statement of each
         # size would be one more.
-        with bound_cursor(using, prepared=len(chunk) == 1) as cursor:
+        with _bound_cursor(connection, prepared=len(chunk) == 1) as cursor:
             cursor.execute(statement.sql, [value for row in rows_sent for value in row])
             rows = cursor.fetchall()
         # Ids are drawn in the order of the VALUES; the order RETURNING hands rows back in is not promised (SQLite).

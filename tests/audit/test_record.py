@@ -14,6 +14,7 @@ from audit.actions import AuditAction
 from audit.exceptions import InvalidAuditEntry
 from audit.models import AuditLog, Seal
 from audit.services import record
+from rbac.backends import forget_role_permissions
 from tests.audit.read_back import read_back
 
 pytestmark = pytest.mark.django_db
@@ -91,6 +92,32 @@ def test_perms_snapshot_lists_an_ordinary_users_effective_permissions(user):
 
     stored = AuditLog.objects.get(pk=entry.pk).perms_snapshot
     assert stored == {"perms": ["audit.view_auditlog", "auth.change_group"]}
+
+
+def test_perms_snapshot_follows_the_users_permission_cache(user):
+    """Entries of one user object record the permissions its checks see: the same until its permission cache is
+    dropped (as after a change of roles), the new ones after."""
+    user.user_permissions.add(_permission("auth", "change_group"))
+    first = record(AuditAction.AUDIT_VIEW, entity="AuditLog", actor=user)
+    user.user_permissions.add(_permission("audit", "view_auditlog"))
+    cached = record(AuditAction.AUDIT_VIEW, entity="AuditLog", actor=user)
+    forget_role_permissions(user)
+    after = record(AuditAction.AUDIT_VIEW, entity="AuditLog", actor=user)
+
+    snapshots = [AuditLog.objects.get(pk=entry.pk).perms_snapshot["perms"] for entry in (first, cached, after)]
+    assert snapshots == [["auth.change_group"], ["auth.change_group"], ["audit.view_auditlog", "auth.change_group"]]
+    assert user.has_perm("audit.view_auditlog")
+
+
+def test_a_snapshot_changed_by_a_caller_is_not_the_next_entrys(user):
+    """Each entry gets a snapshot of its own: what a caller does to one returned entry reaches no other."""
+    user.user_permissions.add(_permission("auth", "change_group"))
+    first = record(AuditAction.AUDIT_VIEW, entity="AuditLog", actor=user)
+    first.perms_snapshot["perms"].append("everything")
+
+    second = record(AuditAction.AUDIT_VIEW, entity="AuditLog", actor=user)
+
+    assert AuditLog.objects.get(pk=second.pk).perms_snapshot == {"perms": ["auth.change_group"]}
 
 
 def test_perms_snapshot_of_a_user_without_permissions_is_empty(user):
