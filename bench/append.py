@@ -229,10 +229,11 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
+    from django.test import override_settings
 
     if args.without_anomaly_scan:
-        settings.AUDIT_ANOMALY_SCAN_AFTER_SEAL = False
+        # Announced to the audit app, which reads each knob once per change of it.
+        override_settings(AUDIT_ANOMALY_SCAN_AFTER_SEAL=False).enable()
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
     from django.core.management import call_command
