@@ -2,7 +2,7 @@
 seals their entries in batches, each exactly once, and the chain verifies."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connection, transaction
@@ -258,7 +258,7 @@ class _ContendedSealer:
         return self.contended[len(self.batches) - 1]
 
 
-def _sealer(seal: _ContendedSealer, linger: float) -> background_sealing.BackgroundSealer:
+def _sealer(seal: Callable[[list[tuple[int, str]]], bool], linger: float) -> background_sealing.BackgroundSealer:
     return background_sealing.BackgroundSealer(
         "default", seal=seal, review=lambda: None, review_every=3600, linger=linger, enough=1000
     )
@@ -280,6 +280,33 @@ def test_linger_grows_while_other_sealers_hold_the_lock_and_shrinks_back():
 
     assert [len(batch) for batch in seal.batches] == [1] * 10
     assert seen == [0.02, 0.04, 0.08, 0.1, 0.1, 0.05, 0.025, 0.0125, 0.01, 0.01]
+
+
+def test_linger_grows_while_writes_keep_coming_and_shrinks_back_when_they_stop():
+    """A batch that ends with new entries already waiting doubles the linger (a steady stream of writes: fewer,
+    larger batches); a batch that ends with none halves it, down to the configured one."""
+    seal = _ContendedSealer([False] * 4)
+    seen = []
+
+    def seal_while_writes_come(handed: list[tuple[int, str]]) -> bool:
+        if len(seal.batches) < 2:
+            sealer.submit([(100 + len(seal.batches), "d" * 64)])  # a write committed during this batch
+        seen.append(round(sealer.linger, 4))
+        return seal(handed)
+
+    sealer = _sealer(seal_while_writes_come, linger=0.01)
+    try:
+        sealer.submit([(1, "d" * 64)])
+        assert sealer.flush(timeout=5)
+        sealer.submit([(2, "d" * 64)])
+        assert sealer.flush(timeout=5)
+        seen.append(round(sealer.linger, 4))
+    finally:
+        sealer.stop(timeout=5)
+
+    assert [[pk for pk, _ in batch] for batch in seal.batches] == [[1], [100], [101], [2]]
+    # Before each batch, then after the last: two batches ended with a write waiting, then two with none.
+    assert seen == [0.01, 0.02, 0.04, 0.02, 0.01]
 
 
 def test_flush_seals_at_once_instead_of_waiting_out_the_linger():
