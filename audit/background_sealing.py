@@ -33,7 +33,7 @@ MAX_RETRY_PAUSE_SECONDS = 30.0
 # neither, half as long, down to it. Under a steady stream of writes, or with many processes, it then seals fewer,
 # larger batches (each batch costs a transaction and a commit, whatever its size), and a quiet process's entries
 # are still sealed after the configured linger. Measured with bench/append.py at 4 writers: (c)/(b) from 0.75 to
-# about 0.8.
+# 0.77-0.80.
 MAX_LINGER_FACTOR = 10
 
 
