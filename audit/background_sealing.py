@@ -31,8 +31,8 @@ MAX_RETRY_PAUSE_SECONDS = 30.0
 # While its batches find a sealer of another process holding the lock, or new entries already waiting when they
 # end, a sealer lingers twice as long each time, up to this many times the configured linger; after a batch with
 # neither, half as long, down to it. Under a steady stream of writes, or with many processes, it then seals fewer,
-# larger batches (each batch costs a transaction and a commit, whatever its size), and a quiet process's entries
-# are still sealed after the configured linger. Measured with bench/append.py at 4 writers: (c)/(b) from 0.75 to
+# larger batches (each batch costs a transaction and a commit, whatever its size); once writes stop, the linger is
+# back to the configured one after a few batches. Measured with bench/append.py at 4 writers: (c)/(b) from 0.75 to
 # 0.77-0.80.
 MAX_LINGER_FACTOR = 10
 

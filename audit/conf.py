@@ -15,17 +15,23 @@ from django.dispatch import receiver
 # a setting deleted unannounced (pytest-django's ``del settings.X``) is seen only after its next change.
 _read: dict[str, Any] = {}
 _UNSET = object()
+_changes = 0  # settings changes so far: a value read across a change (another thread) is not kept
 
 
 def _setting(name: str, default: Any) -> Any:
     value = _read.get(name, _UNSET)
     if value is _UNSET:
-        value = _read[name] = getattr(settings, name, default)
+        changes = _changes
+        value = getattr(settings, name, default)
+        if changes == _changes:
+            _read[name] = value
     return value
 
 
 @receiver(setting_changed)
 def _forget_changed_setting(*, setting: str, **kwargs: Any) -> None:
+    global _changes
+    _changes += 1
     _read.pop(setting, None)
 
 

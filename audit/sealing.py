@@ -408,7 +408,15 @@ def digest_of_sent(entry: SentEntry) -> str:
 def _with_digests(handed: list[tuple[int, str | SentEntry]]) -> list[tuple[int, str]]:
     # Here rather than in the writer: taken one after another, a batch's digests cost about a third of the CPU each
     # cost between a writer's round trips to the database (sampled with py-spy under bench/append.py).
-    return [(pk, source if isinstance(source, str) else digest_of_sent(source)) for pk, source in handed]
+    pairs = []
+    for pk, source in handed:
+        try:
+            pairs.append((pk, source if isinstance(source, str) else digest_of_sent(source)))
+        except Exception:
+            # The recorder refuses what cannot be hashed; should an entry get through, it must not hold up every
+            # later batch. It stays unsealed, which ``audit_verify`` reports after the grace period.
+            logger.exception("committed entry %d could not be hashed for its seal", pk)
+    return pairs
 
 
 def background_sealer(using: str = "default") -> BackgroundSealer:

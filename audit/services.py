@@ -14,6 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.functional import LazyObject
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.request import Request as DrfRequest
 
@@ -95,7 +96,10 @@ def perms_snapshot(actor: Any) -> dict[str, Any]:
         return {"perms": []}
     if actor.is_superuser:
         return {"perms": ["*"], "superuser": True}
-    state = actor.__dict__
+    if not actor.is_active:
+        return {"perms": sorted(actor.get_all_permissions())}  # none, whatever a cache still holds
+    # ``request.user`` is a lazy wrapper, set up by now: the caches are on the user it wraps.
+    state = vars(actor._wrapped if isinstance(actor, LazyObject) else actor)
     kept = state.get(_KEPT_PERMS)
     if kept is None or kept[0] is None or kept[0] is not state.get("_perm_cache"):
         perms = sorted(actor.get_all_permissions())  # fills ``_perm_cache`` if the user is active
@@ -157,21 +161,41 @@ def _acting_user(actor: Any, ctx: context.RequestContext | None) -> Any:
 # Model.__init__ takes values in the order of the fields several times faster than by keyword; every write makes one.
 _ENTRY_ATTNAMES = tuple(field.attname for field in AuditLog._meta.concrete_fields)
 _ACTOR = AuditLog._meta.get_field("actor")
+# Every field but the actor whose default is not None must be given; the others then hold their default.
+_GIVEN = frozenset(
+    field.attname for field in AuditLog._meta.concrete_fields if field is not _ACTOR and field.get_default() is not None
+)
+_MAY_BE_GIVEN = frozenset(_ENTRY_ATTNAMES) - {_ACTOR.attname}
 
 
 def _new_entry(actor: Any, **values: Any) -> AuditLog:
-    """``AuditLog(actor=actor, **values)``; the fields not given hold None."""
+    """``AuditLog(actor=actor, **values)``, for ``values`` of every field with a default other than None."""
+    names = values.keys()
+    if not _GIVEN <= names <= _MAY_BE_GIVEN:
+        wrong = sorted((_GIVEN - names) | (names - _MAY_BE_GIVEN))
+        raise TypeError(f"an entry needs every field with a default and no other name: {wrong[0]!r}")
     entry = AuditLog(*[values.get(name) for name in _ENTRY_ATTNAMES])
     entry.actor_id = actor.pk if actor is not None else None
     _ACTOR.set_cached_value(entry, actor)  # ``entry.actor`` without a query, as the keyword would have it
     return entry
 
 
+def _check_occurred_at(value: dt.datetime) -> None:
+    if timezone.is_naive(value):
+        raise InvalidAuditEntry("occurred_at must carry a time zone")
+    try:
+        # Hashed in UTC: a time at the edge of the calendar with an offset that takes it past year 9999 or before
+        # year 1 could be stored but never sealed.
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidAuditEntry("occurred_at is out of range in UTC") from None
+
+
 def _build_entry(spec: EventSpec, *, actor: Any, perms: dict[str, Any], ctx: context.RequestContext | None) -> AuditLog:
     if spec.outcome not in OUTCOMES:
         raise InvalidAuditEntry(f"outcome must be one of {', '.join(Outcome.values)}, got {spec.outcome!r}")
-    if spec.occurred_at is not None and timezone.is_naive(spec.occurred_at):
-        raise InvalidAuditEntry("occurred_at must carry a time zone")
+    if spec.occurred_at is not None:
+        _check_occurred_at(spec.occurred_at)
     return _new_entry(
         actor,
         created_at=timezone.now(),

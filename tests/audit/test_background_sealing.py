@@ -1,6 +1,7 @@
 """Background sealing (AUDIT_SEALING = "background"): writers return after their commit, a sealer thread per process
 seals their entries in batches, each exactly once, and the chain verifies."""
 
+import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 
@@ -10,10 +11,10 @@ from django.db import connection, transaction
 from audit import background_sealing
 from audit.actions import AuditAction
 from audit.models import AuditLog, Seal
-from audit.sealing import KnownSealed, digest_of, digest_of_sent, seal_pending
-from audit.services import EventSpec, record, record_many
+from audit.sealing import KnownSealed, _with_digests, digest_of, digest_of_sent, seal_pending
+from audit.services import EventSpec, perms_snapshot, record, record_many
 from audit.verify import verify_chain
-from audit.writing import insert_entries
+from audit.writing import _SENT_INDEX, SentEntry, insert_entries
 
 THREADS = 4
 PER_THREAD = 100
@@ -192,6 +193,59 @@ def test_what_the_insert_sent_is_kept_only_where_the_database_stores_it_as_sent(
     )
     (sent,) = insert_entries([entry], "default")
     assert (sent is not None) is kept
+
+
+def test_every_sent_entry_of_a_mixed_batch_gives_the_digest_of_its_row(postgres_only, db, user):
+    """A multi-row INSERT of entries by a user (personal fields encrypted), with an offset ``occurred_at`` and some
+    with floats: each entry stored as sent yields the digest ``audit_verify`` takes from its row, the others none."""
+    from audit.privacy import protected
+    from audit.services import _build_entry
+
+    metas = [{"n": 1}, {"f": 0.5}, {"text": "zwölf \x00"}, {"f": 1e16}, {}]
+    entries = [
+        _build_entry(
+            EventSpec(
+                action=AuditAction.ROLE_UPDATE,
+                entity="Role",
+                entity_id=index,
+                meta={**meta, "email": "someone@example.org"},
+                occurred_at=dt.datetime(2026, 11, 23, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+            ),
+            actor=user,
+            perms=perms_snapshot(user),
+            ctx=None,
+        )
+        for index, meta in enumerate(metas)
+    ]
+    with protected(entries):
+        sent = insert_entries(entries, "default")
+
+    assert [item is not None for item in sent] == [True, False, True, False, True]
+    for entry, item in zip(entries, sent, strict=True):
+        stored = AuditLog.objects.get(pk=entry.pk)
+        assert stored.personal  # encrypted: the sent values are the protected ones
+        if item is not None:
+            assert item.pk == entry.pk
+            assert digest_of_sent(item) == digest_of(stored)
+
+
+def test_an_entry_that_cannot_be_hashed_holds_up_no_other(caplog):
+    """Should a committed entry's values not hash, the sealer thread logs it and seals the rest of its batch; the
+    entry stays unsealed for ``audit_verify`` to report, instead of failing every batch after it."""
+    values: list[object] = [""] * len(_SENT_INDEX)
+    for name in ("perms_snapshot", "changes", "meta"):
+        values[_SENT_INDEX[name]] = "{}"
+    values[_SENT_INDEX["personal_commitments"]] = None
+    values[_SENT_INDEX["salt"]] = b"s" * 16
+    values[_SENT_INDEX["created_at"]] = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    # Past the end of the calendar in UTC: stored by PostgreSQL, refused by the recorder, and not hashable.
+    values[_SENT_INDEX["occurred_at"]] = dt.datetime(9999, 12, 31, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-1)))
+    unhashable = SentEntry(7, tuple(values))
+    with pytest.raises(OverflowError):
+        digest_of_sent(unhashable)
+
+    assert _with_digests([(6, "a" * 64), (7, unhashable), (8, "b" * 64)]) == [(6, "a" * 64), (8, "b" * 64)]
+    assert "committed entry 7 could not be hashed for its seal" in caplog.text
 
 
 def test_a_caller_changing_its_entry_before_the_seal_changes_nothing_sealed(background, settings, user):

@@ -13,7 +13,7 @@ from audit import context
 from audit.actions import AuditAction
 from audit.exceptions import InvalidAuditEntry
 from audit.models import AuditLog, Seal
-from audit.services import record
+from audit.services import EventSpec, _new_entry, record, record_many
 from rbac.backends import forget_role_permissions
 from tests.audit.read_back import read_back
 
@@ -107,6 +107,19 @@ def test_perms_snapshot_follows_the_users_permission_cache(user):
     snapshots = [AuditLog.objects.get(pk=entry.pk).perms_snapshot["perms"] for entry in (first, cached, after)]
     assert snapshots == [["auth.change_group"], ["auth.change_group"], ["audit.view_auditlog", "auth.change_group"]]
     assert user.has_perm("audit.view_auditlog")
+
+
+def test_perms_snapshot_of_a_deactivated_user_is_empty_whatever_was_cached(user):
+    """A user deactivated in place holds no permission any more, as Django's checks answer, even while the
+    permissions read before are still cached on the object."""
+    user.user_permissions.add(_permission("auth", "change_group"))
+    record(AuditAction.AUDIT_VIEW, entity="AuditLog", actor=user)
+    user.is_active = False
+
+    entry = record(AuditAction.AUDIT_VIEW, entity="AuditLog", actor=user)
+
+    assert AuditLog.objects.get(pk=entry.pk).perms_snapshot == {"perms": []}
+    assert not user.has_perm("auth.change_group")
 
 
 def test_a_snapshot_changed_by_a_caller_is_not_the_next_entrys(user):
@@ -218,6 +231,45 @@ def test_bad_outcome_is_refused(outcome):
         record(AuditAction.AUDIT_VIEW, entity="AuditLog", outcome=outcome)
 
     _assert_nothing_written()
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "message"),
+    [
+        (dt.datetime(2026, 11, 23, 9, 30), "must carry a time zone"),
+        (dt.datetime(9999, 12, 31, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-1))), "out of range in UTC"),
+        (dt.datetime(1, 1, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1))), "out of range in UTC"),
+    ],
+    ids=["naive", "after-9999-in-utc", "before-year-1-in-utc"],
+)
+def test_an_occurred_at_that_cannot_be_hashed_is_refused(occurred_at, message):
+    """The digest takes ``occurred_at`` in UTC: a naive time, or one that UTC would push off the calendar, is
+    refused before anything is written (once committed, such an entry could never be sealed)."""
+    spec = EventSpec(action=AuditAction.AUDIT_VIEW, entity="AuditLog", occurred_at=occurred_at)
+    with pytest.raises(InvalidAuditEntry, match=message):
+        record_many([spec])
+
+    _assert_nothing_written()
+
+
+def test_an_entry_built_by_position_is_the_entry_built_by_keyword(user):
+    """Built by position for speed, an entry holds what ``AuditLog(...)`` with the same values holds, the fields
+    left out included; leaving out a field with a default of its own, or naming no field, is refused."""
+    entry = record(AuditAction.AUDIT_VIEW, entity="AuditLog", entity_id=7, meta={"reason": "r"}, actor=user)
+    values = {
+        field.attname: getattr(entry, field.attname)
+        for field in AuditLog._meta.concrete_fields
+        if field.attname not in {"id", "actor_id", "personal", "personal_commitments", "ip_bucket", "occurred_at"}
+    }
+    built, reference = _new_entry(user, **values), AuditLog(actor=user, **values)
+
+    for field in AuditLog._meta.concrete_fields:
+        assert getattr(built, field.attname) == getattr(reference, field.attname), field.name
+    assert built.actor is user
+    with pytest.raises(TypeError, match="'outcome'"):
+        _new_entry(user, **{name: value for name, value in values.items() if name != "outcome"})
+    with pytest.raises(TypeError, match="'actor'"):
+        _new_entry(user, **values, actor=user)
 
 
 @pytest.mark.parametrize(
