@@ -406,8 +406,8 @@ def digest_of_sent(entry: SentEntry) -> str:
 
 
 def _with_digests(handed: list[tuple[int, str | SentEntry]]) -> list[tuple[int, str]]:
-    # Here rather than in the writer: taken one after another, a batch's digests cost about a third of the CPU each
-    # cost between a writer's round trips to the database (sampled with py-spy under bench/append.py).
+    # Here rather than in the writer: taken one after another, a batch's digests cost less than half of the CPU each
+    # cost between a writer's round trips to the database (py-spy and thread CPU time under bench/append.py).
     pairs = []
     for pk, source in handed:
         try:
