@@ -147,6 +147,20 @@ def test_sqlite_seals_inline_whatever_the_setting(db, settings):
     assert Seal.objects.filter(entry_id=entry.pk).count() == 1
 
 
+def _inserted(meta: dict, ip: str | None) -> tuple[AuditLog, SentEntry | None]:
+    """An entry with ``meta`` and ``client_ip`` built as the recorder builds it, inserted, with what its INSERT sent."""
+    from audit.services import _build_entry
+
+    entry = _build_entry(
+        EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=1, meta=meta, client_ip=ip),
+        actor=None,
+        perms={"perms": []},
+        ctx=None,
+    )
+    (sent,) = insert_entries([entry], "default")
+    return entry, sent
+
+
 @pytest.mark.parametrize(
     "meta",
     [
@@ -160,15 +174,7 @@ def test_sqlite_seals_inline_whatever_the_setting(db, settings):
 def test_digest_of_the_inserted_entry_is_the_digest_of_the_stored_row(db, meta, ip):
     """What the background sealer chains (the digest of the entry as the INSERT returned it) is what
     `audit_verify` recomputes from the row, also where the database stores a value in a form of its own."""
-    from audit.services import _build_entry
-
-    entry = _build_entry(
-        EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=1, meta=meta, client_ip=ip),
-        actor=None,
-        perms={"perms": []},
-        ctx=None,
-    )
-    (sent,) = insert_entries([entry], "default")
+    entry, sent = _inserted(meta, ip)
     stored = AuditLog.objects.get(pk=entry.pk)
     assert digest_of(entry) == digest_of(stored)
     if sent is not None:
@@ -183,15 +189,7 @@ def test_digest_of_the_inserted_entry_is_the_digest_of_the_stored_row(db, meta, 
 def test_what_the_insert_sent_is_kept_only_where_the_database_stores_it_as_sent(postgres_only, db, meta, ip, kept):
     """The sealer thread takes a digest from the values sent only where the row holds exactly those: jsonb writes
     a float and inet an address in a form of their own, and those digests are taken from what the INSERT returned."""
-    from audit.services import _build_entry
-
-    entry = _build_entry(
-        EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=1, meta=meta, client_ip=ip),
-        actor=None,
-        perms={"perms": []},
-        ctx=None,
-    )
-    (sent,) = insert_entries([entry], "default")
+    _, sent = _inserted(meta, ip)
     assert (sent is not None) is kept
 
 
