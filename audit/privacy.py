@@ -40,10 +40,19 @@ ERASED = "[ERASED]"
 NONCE_BYTES = 12
 _MARK_START, _MARK_END = "[PERSONAL ", "]"
 
-# Writers only, per process: subject id -> (key or None if erased, when read). Readers always read the table, so a
-# destroyed key is never used to show anything; a writer may go on encrypting under it for at most
-# AUDIT_SUBJECT_KEY_CACHE_SECONDS, and what it writes then is unreadable once the process forgets the key.
-_writer_keys: dict[int, tuple[bytes | None, float]] = {}
+
+@dataclass(frozen=True, slots=True)
+class _WriterKey:
+    key: bytes | None  # None once erased
+    # Made once per key: setting AES-GCM up for a key cost a writer more than encrypting an entry's fields.
+    cipher: AESGCM | None
+    read_at: float
+
+
+# Writers only, per process, by subject id. Readers always read the table, so a destroyed key is never used to show
+# anything; a writer may go on encrypting under it for at most AUDIT_SUBJECT_KEY_CACHE_SECONDS, and what it writes
+# then is unreadable once the process forgets the key.
+_writer_keys: dict[int, _WriterKey] = {}
 
 
 def meta_name(key: str) -> str:
@@ -75,20 +84,21 @@ def is_protected(entry: AuditLog) -> bool:
 # --- keys -----------------------------------------------------------------------------------------------------------
 
 
-def _cache_after_commit(subject_id: int, key: bytes | None, using: str) -> None:
+def _cache_after_commit(subject_id: int, key: _WriterKey, using: str) -> None:
     # A key created in a transaction that rolls back must not outlive it: entries written under it could never be
     # read. on_commit runs at once outside a transaction.
     def remember() -> None:
-        _writer_keys[subject_id] = (key, time.monotonic())
+        _writer_keys[subject_id] = key
 
     transaction.on_commit(remember, using=using)
 
 
-def key_for_writing(subject_id: int, *, using: str = "default") -> bytes | None:
-    """The subject's key, made on first use; None once erased. No query while the process's copy is fresh."""
+def cipher_for_writing(subject_id: int, *, using: str = "default") -> AESGCM | None:
+    """The cipher of the subject's key, the key made on first use; None once erased. No query while the process's
+    copy is fresh."""
     cached = _writer_keys.get(subject_id)
-    if cached is not None and time.monotonic() - cached[1] < conf.subject_key_cache_seconds():
-        return cached[0]
+    if cached is not None and time.monotonic() - cached.read_at < conf.subject_key_cache_seconds():
+        return cached.cipher
     row = SubjectKey.objects.using(using).filter(subject_id=subject_id).only("key").first()
     if row is None and using == INDEPENDENT_ALIAS:
         # A refused or failed attempt recorded beside a caller's transaction that may be making this very key:
@@ -103,8 +113,9 @@ def key_for_writing(subject_id: int, *, using: str = "default") -> bytes | None:
             # Another writer made it first: use theirs.
             row = SubjectKey.objects.using(using).get(subject_id=subject_id)
     key = bytes(row.key) if row.key is not None else None
-    _cache_after_commit(subject_id, key, using)
-    return key
+    read = _WriterKey(key, AESGCM(key) if key else None, time.monotonic())
+    _cache_after_commit(subject_id, read, using)
+    return read.cipher
 
 
 def forget_key(subject_id: int) -> None:
@@ -155,9 +166,9 @@ def protected(entries: Sequence[AuditLog], *, using: str = "default") -> Iterato
                     for key, value in personal_meta.items()
                 },
             }
-        key = key_for_writing(entry.actor_id, using=using)
+        cipher = cipher_for_writing(entry.actor_id, using=using)
         nonce = os.urandom(NONCE_BYTES)
-        entry.personal = nonce + AESGCM(key).encrypt(nonce, canonical_json(plain), salt) if key else b""
+        entry.personal = nonce + cipher.encrypt(nonce, canonical_json(plain), salt) if cipher else b""
         entry.personal_commitments = commitments
         entry.ip_bucket = ip_bucket(entry.ip_address)
         entry.actor_label, entry.ip_address, entry.user_agent = "", None, ""
@@ -198,7 +209,7 @@ def recent_keys(subject_ids: Iterable[int], *, using: str = "default") -> dict[i
     """
     ids = set(subject_ids)
     now, fresh = time.monotonic(), conf.subject_key_cache_seconds()
-    known = {pk: _writer_keys[pk][0] for pk in ids if pk in _writer_keys and now - _writer_keys[pk][1] < fresh}
+    known = {pk: _writer_keys[pk].key for pk in ids if pk in _writer_keys and now - _writer_keys[pk].read_at < fresh}
     return {**keys_for_reading(ids - known.keys(), using=using), **known}
 
 
