@@ -14,7 +14,6 @@ eighth.
 """
 
 import json
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -116,25 +115,28 @@ def _statement(using: str, rows: int = 1, normalised: bool = True) -> _Statement
     return _Statement(sql, _parameters(_SENT, using), converters)
 
 
-# Where JSON text may hold a number with a fraction or an exponent: how ``json.dumps`` writes every float. Text in a
-# string can look the same ("a:1.5"); such an entry is then read back as one with a float would be, never the other
-# way round. Searched in the text sent rather than by walking the values: a walk cost a Python call per value.
-_FLOAT_IN_JSON = re.compile(r"(?:^|[:\[,])\s*-?\d+[.eE]")
-_SENT_JSON = tuple(_SENT.index(field) for field in _JSON_FIELDS)
-_SENT_ADDRESSES = tuple(_SENT.index(field) for field in _ADDRESS_FIELDS)
+def _has_float(value: Any) -> bool:
+    """Whether JSON ``value`` holds a float at any depth. Scalars are checked in their container's loop rather than
+    by a call each: this runs on every write, and the calls were most of its cost."""
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return isinstance(value, float)
+    for item in items:
+        if isinstance(item, float) or (isinstance(item, (dict, list)) and _has_float(item)):
+            return True
+    return False
 
 
-def _stored_as_sent(row: Sequence[Any]) -> bool:
-    """Whether every value of an entry's parameters ``row`` reads back from the database exactly as it was sent:
-    no address, and no float in its JSON (the only JSON values jsonb writes in a form of its own; text, integers,
-    booleans and nulls come back as they went)."""
-    if any(row[index] is not None for index in _SENT_ADDRESSES):
-        return False
-    for index in _SENT_JSON:
-        text = row[index]
-        if text is not None and (not isinstance(text, str) or _FLOAT_IN_JSON.search(text)):
-            return False
-    return True
+def _stored_as_sent(entry: AuditLog) -> bool:
+    """Whether every value of ``entry`` reads back from the database exactly as it was sent: no address, and no
+    float in its JSON (the only JSON values jsonb writes in a form of its own; text, integers, booleans and
+    nulls come back as they went)."""
+    return all(getattr(entry, field.attname) is None for field in _ADDRESS_FIELDS) and not any(
+        _has_float(getattr(entry, field.attname)) for field in _JSON_FIELDS
+    )
 
 
 class _Cursor(psycopg.Cursor):
@@ -239,9 +241,9 @@ def insert_entries(entries: Sequence[AuditLog], using: str) -> list[SentEntry | 
     sent: list[SentEntry | None] = []
     for start in range(0, len(entries), per_statement):
         chunk = entries[start : start + per_statement]
-        rows_sent = [_statement(using).parameters(entry) for entry in chunk]  # the same for every statement
-        as_sent = [_stored_as_sent(row) for row in rows_sent]
+        as_sent = [_stored_as_sent(entry) for entry in chunk]
         statement = _statement(using, len(chunk), not all(as_sent))
+        rows_sent = [statement.parameters(entry) for entry in chunk]
         # One prepared statement per connection for the single entry of ``record``; a bulk statement of each
         # size would be one more.
         with _bound_cursor(connection, prepared=len(chunk) == 1) as cursor:
