@@ -81,6 +81,17 @@ _ENCODE = (
 _SCALARS: dict[Any, bytes] = {None: b"null", True: b"true", False: b"false"}
 
 
+class CanonicalJson(str):
+    """JSON text made by ``canonical_text``: its ``canonical_json`` is the text itself, taken without parsing it."""
+
+
+def canonical_text(value: Any) -> str:
+    """``canonical_json`` as text."""
+    if _ENCODE is None:
+        return _CANONICAL_ENCODER.encode(canonical_value(value))
+    return "".join(_ENCODE(canonical_value(value), 0))
+
+
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8, timestamps at any depth as UTC ISO: the same value always gives the same bytes."""
     if value is None or value is True or value is False:
@@ -90,11 +101,11 @@ def canonical_json(value: Any) -> bytes:
         return str(value).encode("ascii")
     if kind is str:
         return json.encoder.encode_basestring(value).encode("utf-8")
+    if kind is CanonicalJson:
+        return value.encode("utf-8")
     if kind is dt.datetime:
         return json.encoder.encode_basestring(canonical_value(value)).encode("utf-8")
-    if _ENCODE is None:
-        return _CANONICAL_ENCODER.encode(canonical_value(value)).encode("utf-8")
-    return "".join(_ENCODE(canonical_value(value), 0)).encode("utf-8")
+    return canonical_text(value).encode("utf-8")
 
 
 def field_salt(salt: bytes, name: str) -> bytes:

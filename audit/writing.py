@@ -27,7 +27,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 
 from . import conf
-from .hashing import COMMITTED_FIELDS
+from .hashing import COMMITTED_FIELDS, CanonicalJson, canonical_text
 from .models import AuditLog
 
 # Rows per statement of ``insert_entries``; fewer where the backend takes fewer parameters.
@@ -54,7 +54,8 @@ class _Statement:
 
 
 def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
+    # In canonical form: what an entry's digest hashes, so that the sealer hashes the text sent as it is.
+    return None if value is None else canonical_text(value)
 
 
 def _as_bytes(value: Any) -> bytes | None:
@@ -219,11 +220,12 @@ class SentEntry:
         return None if text is None else json.loads(text)
 
     def committed_fields(self) -> dict[str, Any]:
-        """``audit.sealing.committed_fields`` of the entry as stored."""
+        """``audit.sealing.committed_fields`` of the entry as stored, for hashing: JSON as the canonical text that
+        was sent, which hashes as the value it holds (no float in it, see ``_stored_as_sent``)."""
         fields: dict[str, Any] = {"id": self.pk}
         for name, index, is_json in _COMMITTED_SENT:
             value = self.values[index]
-            fields[name] = json.loads(value) if is_json and value is not None else value
+            fields[name] = CanonicalJson(value) if is_json and value is not None else value
         return fields
 
 

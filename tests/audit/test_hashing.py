@@ -12,8 +12,10 @@ import pytest
 from audit.hashing import (
     COMMITTED_FIELDS,
     GENESIS_HASH,
+    CanonicalJson,
     FieldSalts,
     canonical_json,
+    canonical_text,
     chain_hash,
     commitment,
     digest_of_commitments,
@@ -114,6 +116,25 @@ def test_canonical_json_of_scalars_is_the_encoders_output(value):
     """The shortcuts for null, booleans and integers write exactly what the canonical encoder writes."""
     reference = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     assert canonical_json(value) == reference.encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"perms": ["locks.add_filelock", "audit.view_auditlog"], "superuser": True},
+        {"name": {"before": None, "after": "zwölf 🧾 \u202e \"quoted\" \\ \x01"}, "n": {"after": 10**30}},
+        {"b": [1, {"z": None, "a": []}], "a": {}, "f": 1.5e-7},
+        [],
+    ],
+)
+def test_canonical_text_sent_hashes_as_the_value_it_holds(value):
+    """JSON sent as ``canonical_text`` is hashed as it is (``CanonicalJson``, no parsing), with the same bytes and
+    commitments as the value it was made from, and parses back to that value."""
+    text = canonical_text(value)
+
+    assert canonical_json(CanonicalJson(text)) == canonical_json(value) == text.encode()
+    assert commitment(b"s" * 32, "changes", CanonicalJson(text)) == commitment(b"s" * 32, "changes", value)
+    assert json.loads(text) == value
 
 
 def test_commitment_hashes_field_salt_name_and_value():
