@@ -22,7 +22,7 @@ from audit.export.rules import RedactionRule
 from audit.export.service import cover_for, export_response
 from audit.hashing import COMMITTED_FIELDS, entry_digest
 from audit.models import AuditLog, Seal, SubjectKey
-from audit.privacy import ERASED
+from audit.privacy import ERASED, decrypt
 from audit.sealing import seal_pending
 from audit.services import EventSpec, record, record_many
 from audit.subject_access import subject_access_export
@@ -488,7 +488,10 @@ def test_steady_state_record_reads_no_key(committed_db):
             record(AuditAction.LOCK_CREATE, entity="FileLock", entity_id=str(n), actor=actor)
 
     assert _key_queries(queries) == []
-    assert AuditLog.objects.filter(actor_id=actor.pk).exclude(personal=None).count() == 21
+    # Encrypted with the cipher the process keeps for the key: every entry opens with the stored key.
+    key = bytes(SubjectKey.objects.get(subject_id=actor.pk).key)
+    entries = AuditLog.objects.filter(actor_id=actor.pk)
+    assert [decrypt(entry, key)["actor_label"] for entry in entries] == [actor.username] * 21
 
 
 def test_erasure_stops_this_process_encrypting_under_the_cached_key(committed_db):
