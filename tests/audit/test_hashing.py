@@ -122,7 +122,7 @@ def test_canonical_json_of_scalars_is_the_encoders_output(value):
     "value",
     [
         {"perms": ["locks.add_filelock", "audit.view_auditlog"], "superuser": True},
-        {"name": {"before": None, "after": "zwölf 🧾 \u202e \"quoted\" \\ \x01"}, "n": {"after": 10**30}},
+        {"name": {"before": None, "after": 'zwölf 🧾 \u202e "quoted" \\ \x01'}, "n": {"after": 10**30}},
         {"b": [1, {"z": None, "a": []}], "a": {}, "f": 1.5e-7},
         [],
     ],
