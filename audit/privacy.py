@@ -84,11 +84,11 @@ def is_protected(entry: AuditLog) -> bool:
 # --- keys -----------------------------------------------------------------------------------------------------------
 
 
-def _cache_after_commit(subject_id: int, key: _WriterKey, using: str) -> None:
+def _cache_after_commit(subject_id: int, read: _WriterKey, using: str) -> None:
     # A key created in a transaction that rolls back must not outlive it: entries written under it could never be
     # read. on_commit runs at once outside a transaction.
     def remember() -> None:
-        _writer_keys[subject_id] = key
+        _writer_keys[subject_id] = read
 
     transaction.on_commit(remember, using=using)
 
