@@ -145,7 +145,7 @@ class FieldSalts:
             if name in leave_out:
                 continue
             encoded = _encoded(name)
-            result[name] = _sha256(self._of_encoded(encoded) + encoded + canonical_json(value)).hexdigest()
+            result[name] = _commitment(self._of_encoded(encoded), encoded, value)
         return result
 
 
@@ -160,7 +160,11 @@ def _encoded(name: str) -> bytes:
 
 
 def commitment(salt_of_field: bytes, name: str, value: Any) -> str:
-    return _sha256(salt_of_field + _encoded(name) + canonical_json(value)).hexdigest()
+    return _commitment(salt_of_field, _encoded(name), value)
+
+
+def _commitment(salt_of_field: bytes, name: bytes, value: Any) -> str:
+    return _sha256(salt_of_field + name + canonical_json(value)).hexdigest()
 
 
 def field_commitments(salt: bytes | FieldSalts, fields: Mapping[str, Any]) -> dict[str, str]:
