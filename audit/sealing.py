@@ -117,8 +117,10 @@ def _take_lock_and_window(using: str, *, wait: bool, lookback: bool) -> _Window 
     connection = connections[using]
     q = _names(using)
     top = f"(SELECT COALESCE(MAX({q['entry_id']}), 0) FROM {q['seals']})"
+    # MIN of ``entry_id + 0``: of ``entry_id`` itself, PostgreSQL took the lowest of the entry index whose position
+    # passed the filter, walking that index from the oldest seal: nearly the whole chain, under the sealer lock.
     floor = (
-        f"(SELECT MIN({q['entry_id']}) FROM {q['seals']} WHERE {q['chain_index']} > "
+        f"(SELECT MIN({q['entry_id']} + 0) FROM {q['seals']} WHERE {q['chain_index']} > "
         f"(SELECT MAX({q['chain_index']}) FROM {q['seals']}) - %s)"
         if lookback
         else "NULL"

@@ -15,7 +15,7 @@ from audit.actions import AuditAction
 from audit.hashing import GENESIS_HASH, chain_hash
 from audit.models import AuditLog, Seal
 from audit.sealing import SEALER_LOCK_KEY, digest_of, seal_pending
-from audit.services import record
+from audit.services import EventSpec, record, record_many
 from audit.verify import verify_chain
 
 
@@ -100,6 +100,33 @@ def test_late_entry_below_lookback_is_sealed_by_its_id(db, settings):
     assert seal_pending(entry_ids=[late.pk]) == 1
     assert Seal.objects.get(entry=late).chain_index == 6
     _assert_one_chain()
+
+
+def _seal_rows_read() -> int:
+    """Rows of the seal table this transaction has read so far, by index or by scan."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT idx_tup_fetch + seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = %s",
+            [Seal._meta.db_table],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_lookback_window_reads_the_recent_positions_not_the_whole_chain(db, settings, postgres_only):
+    """The look-back's lower bound, the lowest entry of the last AUDIT_SEAL_LOOKBACK chain positions, is read from
+    those positions: what the sealer reads under its lock does not grow with the chain."""
+    settings.AUDIT_SEAL_LOOKBACK = 10
+    record_many([EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=i) for i in range(3000)])
+    seal_pending()
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Seal._meta.db_table}")
+    with transaction.atomic():
+        before = _seal_rows_read()
+        window = sealing._take_lock_and_window("default", wait=True, lookback=True)
+        read = _seal_rows_read() - before
+    recent = Seal.objects.order_by("-chain_index")[:10]
+    assert window.floor == min(seal.entry_id for seal in recent)
+    assert read < 100, f"the window read {read} seals of a chain of 3,000"
 
 
 def test_audit_seal_full_seals_an_old_unsealed_entry(db, settings):
