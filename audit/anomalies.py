@@ -487,6 +487,13 @@ def _scan_next_batch(using: str, limit: int) -> tuple[int, ScanResult]:
     return read, ScanResult(examined=read, raised=raised)
 
 
+def scan_watermark(*, using: str = "default") -> tuple[int, dt.datetime | None]:
+    """The last chain position a scan examined (-1: none yet), and when a scan last moved it (by the clock of the
+    process that ran it)."""
+    found = AnomalyScanState.objects.using(using).filter(pk=1).values_list("last_chain_index", "updated_at").first()
+    return found or (-1, None)
+
+
 def scan_new_entries(*, using: str = "default") -> ScanResult:
     """Examine the entries sealed since the last scan, in chain order, until none is left; each one once.
 

@@ -40,11 +40,13 @@ MAX_LINGER_FACTOR = 10
 class BackgroundSealer:
     """The sealer thread of one process and database alias.
 
-    ``seal(handed)`` seals a batch and says whether another sealer held the lock first; ``review()`` is the work
+    ``seal(handed)`` seals a batch and says whether another sealer held the lock first; ``review(final)`` is the work
     after sealing that need not follow every batch (the anomaly scan), run at most once per ``review_every``
-    seconds and at the latest that long after the last batch. A batch starts ``linger`` seconds after its first
-    entry came (longer under a steady stream of writes or while other processes' sealers compete, see
-    ``MAX_LINGER_FACTOR``), once ``enough`` entries are waiting, or at once while someone waits in ``flush``.
+    seconds and at the latest that long after the last batch, and once more before the thread ends (``final``). A
+    review that says it is not done (it left the work to another process, which has not done it yet) is run again
+    ``review_every`` seconds later. A batch starts ``linger`` seconds after its first entry came (longer under a
+    steady stream of writes or while other processes' sealers compete, see ``MAX_LINGER_FACTOR``), once ``enough``
+    entries are waiting, or at once while someone waits in ``flush``.
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class BackgroundSealer:
         using: str,
         *,
         seal: Callable[[list[Handed]], bool],
-        review: Callable[[], None],
+        review: Callable[[bool], bool],
         review_every: float,
         linger: float,
         enough: int,
@@ -151,10 +153,11 @@ class BackgroundSealer:
             while True:
                 handed = self._take_batch(review_due)
                 if handed is None:
-                    self._run_review()
+                    done = self._run_review(final=self._stopping)
                     if self._stopping:
                         return
-                    last_review, review_due = time.monotonic(), None
+                    last_review = time.monotonic()
+                    review_due = None if done else last_review + self._review_every
                     continue
                 try:
                     contended = self._seal(handed)
@@ -188,12 +191,13 @@ class BackgroundSealer:
         with self._condition:
             self._waiting[:0] = handed
 
-    def _run_review(self) -> None:
+    def _run_review(self, *, final: bool) -> bool:
         try:
-            self._review()
+            return self._review(final)
         except Exception:
             # The entries are sealed; a failing review is reported, and the next one starts from the same place.
             logger.exception("the review after background sealing failed")
+            return True
 
 
 _sealers: dict[str, BackgroundSealer] = {}

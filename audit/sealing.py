@@ -40,6 +40,8 @@ _PENDING_ATTR = "audit_unsealed_ids"
 SEAL_INSERT_ROWS = 1000
 # Per process and database alias: when the sealer after a commit last looked back over the recent chain positions.
 _last_lookback: dict[str, float] = {}
+# Per process and database alias: the newest chain position this process's sealers wrote.
+_newest_sealed: dict[str, int] = {}
 
 SealRow = tuple[int, int, str, str, str]  # chain_index, entry_id, digest, prev_hash, hash
 
@@ -313,9 +315,15 @@ def _seal(
 
 def _after_sealing(total: int, head: _Head | None, using: str, *, review: bool = True) -> None:
     if total:
+        _note_sealed(head, using)
         _sign_if_due(head, using)
         if review:
             _scan_for_anomalies(using)
+
+
+def _note_sealed(head: _Head | None, using: str) -> None:
+    if head is not None:
+        _newest_sealed[using] = max(head.chain_index, _newest_sealed.get(using, -1))
 
 
 def _sign_if_due(head: _Head | None, using: str) -> None:
@@ -430,7 +438,7 @@ def background_sealer(using: str = "default") -> BackgroundSealer:
         using,
         lambda: {
             "seal": lambda handed: seal_known(_with_digests(handed), using=using).contended,
-            "review": lambda: _review(using),
+            "review": lambda final: _review(using, final=final),
             "review_every": conf.anomaly_scan_every(),
             "linger": conf.seal_linger(),
             "enough": conf.seal_batch_size(),
@@ -438,13 +446,38 @@ def background_sealer(using: str = "default") -> BackgroundSealer:
     )
 
 
-def _review(using: str) -> None:
+def _review(using: str, *, final: bool = False) -> bool:
     """After background sealing: the anomaly scan, and the look-back for committed entries nobody handed over
-    (their process ended between commit and hand-over), as ``seal_committed`` does after a commit."""
-    _scan_for_anomalies(using)
+    (their process ended between commit and hand-over), as ``seal_committed`` does after a commit. False when the
+    scan was left to another process's sealer and has not yet reached this one's entries: ask again later. The
+    ``final`` review of a sealer thread that ends leaves nothing to another process."""
+    done = _scan_unless_another_process_does(using, final=final)
     if time.monotonic() - _last_lookback.get(using, float("-inf")) >= conf.seal_lookback_every().total_seconds():
         _seal([], using=using, full_scan=False, lookback=True, review=False)
         _last_lookback[using] = time.monotonic()
+    return done
+
+
+def _scan_unless_another_process_does(using: str, *, final: bool) -> bool:
+    """The anomaly scan of the entries this process sealed, unless a scan already examined them or, but for the
+    ``final`` review, another process scanned within ``AUDIT_ANOMALY_SCAN_EVERY_SECONDS`` (and so scans again
+    within that time); whether they are examined now.
+
+    A scan examines what every process sealed: with a sealer thread in each of N processes, one scan per interval
+    serves them all, where each scanning on its own review made N.
+    """
+    if not conf.anomaly_scan_after_seal():
+        return True
+    from .anomalies import scan_watermark  # imported here as in _scan_for_anomalies
+
+    watermark, scanned_at = scan_watermark(using=using)
+    if watermark >= _newest_sealed.get(using, -1):
+        return True
+    every = dt.timedelta(seconds=conf.anomaly_scan_every())
+    if not final and scanned_at is not None and timezone.now() - scanned_at < every:
+        return False
+    _scan_for_anomalies(using)
+    return True
 
 
 def _head_and_sealed(using: str, ids: list[int]) -> tuple[_Head | None, set[int]]:
@@ -500,6 +533,7 @@ def seal_known(pairs: list[tuple[int, str]], *, using: str) -> KnownSealed:
         after = _Head(
             next_index - 1, prev_hash, head.digest_index if head else None, head.digest_signed_at if head else None
         )
+        _note_sealed(after, using)
         _sign_if_due(after, using)
     return KnownSealed(len(rows), contended)
 

@@ -3,14 +3,17 @@ seals their entries in batches, each exactly once, and the chain verifies."""
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from audit import background_sealing
+from audit import background_sealing, sealing
 from audit.actions import AuditAction
-from audit.models import AuditLog, Seal
+from audit.models import AnomalyScanState, AuditLog, Seal
 from audit.sealing import KnownSealed, _with_digests, digest_of, digest_of_sent, seal_pending
 from audit.services import EventSpec, perms_snapshot, record, record_many
 from audit.verify import verify_chain
@@ -318,7 +321,7 @@ class _ContendedSealer:
 
 def _sealer(seal: Callable[[list[tuple[int, str]]], bool], linger: float) -> background_sealing.BackgroundSealer:
     return background_sealing.BackgroundSealer(
-        "default", seal=seal, review=lambda: None, review_every=3600, linger=linger, enough=1000
+        "default", seal=seal, review=lambda final: True, review_every=3600, linger=linger, enough=1000
     )
 
 
@@ -378,6 +381,87 @@ def test_flush_seals_at_once_instead_of_waiting_out_the_linger():
         sealer.stop(timeout=5)
 
     assert seal.batches == [[(1, "d" * 64)]]
+
+
+def test_a_review_not_done_is_asked_again_and_the_last_one_is_final():
+    """A review that left its work to another process runs again ``review_every`` later, until it says it is done;
+    then no more until the next batch. The review before the thread ends is told it is the last."""
+    calls: list[tuple[float, bool]] = []
+    answers = iter([False, False, True])
+
+    def review(final: bool) -> bool:
+        calls.append((time.monotonic(), final))
+        return True if final else next(answers)
+
+    sealer = background_sealing.BackgroundSealer(
+        "default", seal=_ContendedSealer([False]), review=review, review_every=0.05, linger=0.001, enough=1000
+    )
+    try:
+        sealer.submit([(1, "d" * 64)])
+        assert sealer.flush(timeout=5)
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # time for six more reviews, were any asked for
+    finally:
+        sealer.stop(timeout=5)
+
+    assert [final for _, final in calls] == [False, False, False, True]
+    assert all(later - earlier >= 0.045 for (earlier, _), (later, _) in zip(calls[:2], calls[1:3], strict=True))
+
+
+@pytest.fixture
+def sealed_unscanned(db, settings, monkeypatch) -> int:
+    """Entries this process sealed with the scan after sealing off, which is then switched on; their newest chain
+    position."""
+    monkeypatch.setattr(sealing, "_newest_sealed", {})
+    settings.AUDIT_ANOMALY_SCAN_AFTER_SEAL = False
+    record_many([EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=i) for i in range(3)])
+    seal_pending()
+    settings.AUDIT_ANOMALY_SCAN_AFTER_SEAL = True
+    settings.AUDIT_ANOMALY_SCAN_EVERY_SECONDS = 60
+    return Seal.objects.order_by("-chain_index").values_list("chain_index", flat=True).first()
+
+
+def _watermark() -> int:
+    return AnomalyScanState.objects.get(pk=1).last_chain_index
+
+
+def test_review_leaves_the_scan_to_another_process_that_scanned_within_the_interval(sealed_unscanned):
+    """With a scan by another process less than AUDIT_ANOMALY_SCAN_EVERY_SECONDS ago, a sealer's review does not
+    scan and says it is not done; once that scan is older, the review scans what this process sealed."""
+    # Saved now: another process's scan, which has not reached this process's entries.
+    AnomalyScanState.objects.update_or_create(pk=1, defaults={"last_chain_index": 0})
+
+    assert sealing._review("default") is False
+    assert _watermark() == 0
+
+    AnomalyScanState.objects.update(updated_at=timezone.now() - dt.timedelta(seconds=61))
+    assert sealing._review("default") is True
+    assert _watermark() == sealed_unscanned
+
+
+def test_final_review_scans_whatever_another_process_did(sealed_unscanned):
+    """The last review of a sealer thread that ends scans its entries itself: nothing is left to a process that
+    may stop too."""
+    AnomalyScanState.objects.update_or_create(pk=1, defaults={"last_chain_index": 0})
+
+    assert sealing._review("default", final=True) is True
+    assert _watermark() == sealed_unscanned
+
+
+def test_review_of_entries_another_scan_examined_reads_only_the_watermark(sealed_unscanned, settings):
+    """Once a scan of any process has passed this process's newest seal, its review is done with one query."""
+    settings.AUDIT_SEAL_LOOKBACK_EVERY_SECONDS = 3600
+    sealing._last_lookback["default"] = time.monotonic()
+    AnomalyScanState.objects.update_or_create(pk=1, defaults={"last_chain_index": sealed_unscanned})
+    AnomalyScanState.objects.update(updated_at=timezone.now() - dt.timedelta(days=1))
+
+    with CaptureQueriesContext(connection) as queries:
+        assert sealing._review("default") is True
+
+    assert len(queries) == 1
+    assert _watermark() == sealed_unscanned
 
 
 def test_seal_known_says_when_another_sealer_held_the_lock(postgres_only, committed_db):
