@@ -285,10 +285,13 @@ def force_release_off_hours(
 class ScanResult:
     examined: int = 0
     raised: list[Anomaly] = field(default_factory=list)
+    watermark: int | None = None  # the chain position the scan moved the watermark to (None: it did not move it)
 
     def add(self, other: "ScanResult") -> None:
         self.examined += other.examined
         self.raised.extend(other.raised)
+        if other.watermark is not None:
+            self.watermark = other.watermark
 
 
 def _locked_state(using: str) -> AnomalyScanState:
@@ -484,7 +487,7 @@ def _scan_next_batch(using: str, limit: int) -> tuple[int, ScanResult]:
         raised = raise_anomalies(find_hits(events, using=using), using=using)
         state.last_chain_index = last
         state.save(using=using, update_fields=["last_chain_index", "updated_at"])
-    return read, ScanResult(examined=read, raised=raised)
+    return read, ScanResult(examined=read, raised=raised, watermark=last)
 
 
 def scan_watermark(*, using: str = "default") -> tuple[int, dt.datetime | None]:

@@ -40,8 +40,10 @@ _PENDING_ATTR = "audit_unsealed_ids"
 SEAL_INSERT_ROWS = 1000
 # Per process and database alias: when the sealer after a commit last looked back over the recent chain positions.
 _last_lookback: dict[str, float] = {}
-# Per process and database alias: the newest chain position this process's sealers wrote.
+# Per process and database alias: the newest chain position this process's sealers wrote, and where the last anomaly
+# scan this process ran left the scan's watermark.
 _newest_sealed: dict[str, int] = {}
+_own_scan_watermark: dict[str, int] = {}
 
 SealRow = tuple[int, int, str, str, str]  # chain_index, entry_id, digest, prev_hash, hash
 
@@ -342,7 +344,9 @@ def _scan_for_anomalies(using: str) -> None:
     from .anomalies import scan_new_entries
 
     try:
-        scan_new_entries(using=using)
+        watermark = scan_new_entries(using=using).watermark
+        if watermark is not None:
+            _own_scan_watermark[using] = watermark
     except Exception:
         # The entries are sealed and committed: a failing review must not turn that into an error. Its watermark
         # did not move, so the next seal or `manage.py audit_scan` examines the same entries again.
@@ -460,11 +464,12 @@ def _review(using: str, *, final: bool = False) -> bool:
 
 def _scan_unless_another_process_does(using: str, *, final: bool) -> bool:
     """The anomaly scan of the entries this process sealed, unless a scan already examined them or, but for the
-    ``final`` review, another process scanned within ``AUDIT_ANOMALY_SCAN_EVERY_SECONDS`` (and so scans again
-    within that time); whether they are examined now.
+    ``final`` review, another process made the last scan and made it within ``AUDIT_ANOMALY_SCAN_EVERY_SECONDS``
+    (so it scans again within that time, or another takes over); whether they are examined now.
 
-    A scan examines what every process sealed: with a sealer thread in each of N processes, one scan per interval
-    serves them all, where each scanning on its own review made N.
+    A scan examines what every process sealed: with a sealer thread in each of N processes, the one that made the
+    last scan goes on scanning at each of its reviews, and one scan per interval serves them all, where each
+    scanning on its own review made N.
     """
     if not conf.anomaly_scan_after_seal():
         return True
@@ -474,7 +479,8 @@ def _scan_unless_another_process_does(using: str, *, final: bool) -> bool:
     if watermark >= _newest_sealed.get(using, -1):
         return True
     every = dt.timedelta(seconds=conf.anomaly_scan_every())
-    if not final and scanned_at is not None and timezone.now() - scanned_at < every:
+    scanned_by_another = watermark != _own_scan_watermark.get(using)
+    if not final and scanned_by_another and scanned_at is not None and timezone.now() - scanned_at < every:
         return False
     _scan_for_anomalies(using)
     return True

@@ -415,6 +415,7 @@ def sealed_unscanned(db, settings, monkeypatch) -> int:
     """Entries this process sealed with the scan after sealing off, which is then switched on; their newest chain
     position."""
     monkeypatch.setattr(sealing, "_newest_sealed", {})
+    monkeypatch.setattr(sealing, "_own_scan_watermark", {})
     settings.AUDIT_ANOMALY_SCAN_AFTER_SEAL = False
     record_many([EventSpec(action=AuditAction.ROLE_UPDATE, entity="Role", entity_id=i) for i in range(3)])
     seal_pending()
@@ -439,6 +440,20 @@ def test_review_leaves_the_scan_to_another_process_that_scanned_within_the_inter
     AnomalyScanState.objects.update(updated_at=timezone.now() - dt.timedelta(seconds=61))
     assert sealing._review("default") is True
     assert _watermark() == sealed_unscanned
+
+
+def test_the_process_that_made_the_last_scan_goes_on_scanning_within_the_interval(sealed_unscanned, settings):
+    """The sealer whose scan moved the watermark last scans again at its next review, however recent that scan:
+    it is the one the others leave the scan to."""
+    assert sealing._review("default", final=True) is True  # this process's scan, now the last one
+    settings.AUDIT_ANOMALY_SCAN_AFTER_SEAL = False
+    record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="newer")
+    assert seal_pending() == 1
+    settings.AUDIT_ANOMALY_SCAN_AFTER_SEAL = True
+    assert _watermark() == sealed_unscanned
+
+    assert sealing._review("default") is True
+    assert _watermark() == sealed_unscanned + 1
 
 
 def test_final_review_scans_whatever_another_process_did(sealed_unscanned):
