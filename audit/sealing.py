@@ -464,12 +464,14 @@ def _review(using: str, *, final: bool = False) -> bool:
 
 def _scan_unless_another_process_does(using: str, *, final: bool) -> bool:
     """The anomaly scan of the entries this process sealed, unless a scan already examined them or, but for the
-    ``final`` review, another process made the last scan and made it within ``AUDIT_ANOMALY_SCAN_EVERY_SECONDS``
-    (so it scans again within that time, or another takes over); whether they are examined now.
+    ``final`` review, another process made the last scan and is still at it; whether they are examined now.
 
     A scan examines what every process sealed: with a sealer thread in each of N processes, the one that made the
     last scan goes on scanning at each of its reviews, and one scan per interval serves them all, where each
-    scanning on its own review made N.
+    scanning on its own review made N. Its reviews come about ``AUDIT_ANOMALY_SCAN_EVERY_SECONDS`` apart, somewhat
+    more under load; a last scan older than twice that means it stopped, and the next review takes over. (Sealers
+    of several processes tend to review at the same moment, as they take turns at the sealer lock: a bound of one
+    interval let them all find the last scan just old enough, and all scan.)
     """
     if not conf.anomaly_scan_after_seal():
         return True
@@ -478,9 +480,9 @@ def _scan_unless_another_process_does(using: str, *, final: bool) -> bool:
     watermark, scanned_at = scan_watermark(using=using)
     if watermark >= _newest_sealed.get(using, -1):
         return True
-    every = dt.timedelta(seconds=conf.anomaly_scan_every())
     scanned_by_another = watermark != _own_scan_watermark.get(using)
-    if not final and scanned_by_another and scanned_at is not None and timezone.now() - scanned_at < every:
+    still_scanning = dt.timedelta(seconds=2 * conf.anomaly_scan_every())
+    if not final and scanned_by_another and scanned_at is not None and timezone.now() - scanned_at < still_scanning:
         return False
     _scan_for_anomalies(using)
     return True

@@ -428,16 +428,19 @@ def _watermark() -> int:
     return AnomalyScanState.objects.get(pk=1).last_chain_index
 
 
-def test_review_leaves_the_scan_to_another_process_that_scanned_within_the_interval(sealed_unscanned):
-    """With a scan by another process less than AUDIT_ANOMALY_SCAN_EVERY_SECONDS ago, a sealer's review does not
-    scan and says it is not done; once that scan is older, the review scans what this process sealed."""
+def test_review_leaves_the_scan_to_another_process_while_its_scans_are_recent(sealed_unscanned):
+    """With the last scan made by another process less than twice AUDIT_ANOMALY_SCAN_EVERY_SECONDS ago, a sealer's
+    review does not scan and says it is not done; once that scan is older, the review scans what this process
+    sealed."""
     # Saved now: another process's scan, which has not reached this process's entries.
     AnomalyScanState.objects.update_or_create(pk=1, defaults={"last_chain_index": 0})
 
     assert sealing._review("default") is False
     assert _watermark() == 0
 
-    AnomalyScanState.objects.update(updated_at=timezone.now() - dt.timedelta(seconds=61))
+    AnomalyScanState.objects.update(updated_at=timezone.now() - dt.timedelta(seconds=119))
+    assert sealing._review("default") is False
+    AnomalyScanState.objects.update(updated_at=timezone.now() - dt.timedelta(seconds=121))
     assert sealing._review("default") is True
     assert _watermark() == sealed_unscanned
 
