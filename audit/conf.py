@@ -80,7 +80,7 @@ def prepared_statements() -> bool:
 
 def anomaly_scan_every() -> float:
     """With background sealing: seconds between anomaly scans after sealing (a scan after every batch would cost
-    a transaction per batch)."""
+    a transaction per batch); one process scans for all while its scans keep coming (``sealing._review``)."""
     return float(_setting("AUDIT_ANOMALY_SCAN_EVERY_SECONDS", 1.0))
 
 
