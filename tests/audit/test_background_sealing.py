@@ -468,10 +468,10 @@ def test_final_review_scans_whatever_another_process_did(sealed_unscanned):
     assert _watermark() == sealed_unscanned
 
 
-def test_review_of_entries_another_scan_examined_reads_only_the_watermark(sealed_unscanned, settings):
+def test_review_of_entries_another_scan_examined_reads_only_the_watermark(sealed_unscanned, settings, monkeypatch):
     """Once a scan of any process has passed this process's newest seal, its review is done with one query."""
     settings.AUDIT_SEAL_LOOKBACK_EVERY_SECONDS = 3600
-    sealing._last_lookback["default"] = time.monotonic()
+    monkeypatch.setitem(sealing._last_lookback, "default", time.monotonic())  # no look-back due
     AnomalyScanState.objects.update_or_create(pk=1, defaults={"last_chain_index": sealed_unscanned})
     AnomalyScanState.objects.update(updated_at=timezone.now() - dt.timedelta(days=1))
 
