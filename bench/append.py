@@ -280,6 +280,16 @@ def main() -> None:
                 f"{statistics.median(sample.other_cpu for sample in taken):.0f} µs",
                 flush=True,
             )
+        # Each repeat runs the scenarios back to back: a pair's ratio compares runs made under the same load.
+        paired = {
+            scenario: " ".join(f"{run.rate / base.rate:.2f}" for run, base in zip(taken, samples[BASE], strict=True))
+            for scenario, taken in samples.items()
+            if scenario != BASE
+        }
+        print(
+            "  ratios to (b) repeat by repeat: " + "; ".join(f"{name}/b {ratios}" for name, ratios in paired.items()),
+            flush=True,
+        )
 
     report = verify_chain()
     print(f"chain verified: {'ok' if report.ok else 'FAILED'}; load {load()}")
