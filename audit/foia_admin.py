@@ -213,8 +213,9 @@ class RedactionProfileAdmin(admin.ModelAdmin):
     """Redaction profiles; the rules are validated by the model's clean() (parse_rules), errors name the rule."""
 
     form = RedactionProfileForm
-    list_display = ("name", "rules_text", "request_count", "updated_at")
+    list_display = ("name_text", "rules_text", "request_count", "updated_at")
     search_fields = ("name",)
+    name_text = text_column("name", sortable=True)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(request_count=Count("foia_requests"))

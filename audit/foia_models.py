@@ -14,6 +14,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from .export.rules import RedactionRule, parse_rules
+from .text import printable
 
 TRACKING_NUMBER_RE = re.compile(r"^FOIA-\d{4}-\d{6}$")
 # The prefix is matched with startswith against catalogue codes: upper case, dots between segments.
@@ -51,7 +52,8 @@ class RedactionProfile(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return self.name
+        # Shown in console titles, choices and messages: control characters as escape codes.
+        return printable(self.name)
 
     def clean(self) -> None:
         self.rules = normalised_rules(self.rules)
@@ -142,7 +144,7 @@ class FoiaRequest(models.Model):
         indexes = [models.Index(fields=["status", "due_on"], name="audit_foia_status_due")]
 
     def __str__(self) -> str:
-        return self.tracking_number or f"FOIA request from {self.requester}"
+        return self.tracking_number or printable(f"FOIA request from {self.requester}")
 
     def clean(self) -> None:
         if self.scope_since and self.scope_until and self.scope_since >= self.scope_until:

@@ -24,8 +24,10 @@ from audit.catalogue import registered_action_save
 from audit.export.cover import render_cover_letter
 from audit.export.flat import csv_chunks, json_chunks
 from audit.foia import foia_request_create
+from audit.foia_models import FoiaRequest, RedactionProfile
 from audit.log_filters import EscapeControlCharacters
 from audit.models import AuditLog
+from audit.redaction_profiles import redaction_profile_create
 from audit.sealing import seal_pending
 from audit.services import EventSpec, record_many
 from audit.text import printable
@@ -221,6 +223,8 @@ def test_foia_requester_is_escaped_in_the_console_and_the_cover_letter(db, paylo
     foia = foia_request_create(actor=superuser, requester=requester, description="All lock events")
     # The service trims surrounding whitespace of the name (\x0c, \x85 and \u2029 are whitespace).
     assert foia.requester == requester.strip()
+    # Named before it has a tracking number (the form's messages) by its requester, escaped as well.
+    assert str(FoiaRequest(requester=requester)) == printable(f"FOIA request from {requester}")
 
     client = Client()
     client.force_login(superuser)
@@ -233,6 +237,24 @@ def test_foia_requester_is_escaped_in_the_console_and_the_cover_letter(db, paylo
     # Only the letter's own glyphs (list bullets extract as DEL), none of the requester's characters.
     assert set(RAW_CONTROL.findall(text)) <= set(RAW_CONTROL.findall(plain))
     assert "Jane" in text
+
+
+def test_redaction_profile_name_is_kept_and_escaped_in_the_console_list_and_page(db, payload):
+    """A profile's name, typed by an officer, is stored as typed and shown with escape codes in the list, in the
+    title of its page and wherever the profile is named (str)."""
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    name = f"x{payload}y".replace("\x00", "")  # NUL: refused by the console's form, and by PostgreSQL's text
+    profile = redaction_profile_create(actor=superuser, name=name, rules=[])
+    assert RedactionProfile.objects.get(pk=profile.pk).name == name
+    assert str(profile) == printable(name)
+
+    client = Client()
+    client.force_login(superuser)
+    for url in ("/admin/audit/redactionprofile/", f"/admin/audit/redactionprofile/{profile.pk}/change/"):
+        page = client.get(url).content.decode()
+        # The visible text; attributes Django fills with str(obj) (the checkbox's aria-label) are not shown.
+        assert not RAW_CONTROL.search(re.sub(r"<[^>]*>", "", page)), url
+        assert printable(name).replace("'", "&#x27;") in page, url
 
 
 def test_names_paths_and_reasons_are_stored_exactly_and_escaped_in_the_console(db, payload):
