@@ -282,7 +282,7 @@ def main() -> None:
             )
         # Each repeat runs the scenarios back to back: a pair's ratio compares runs made under the same load.
         paired = {
-            scenario: " ".join(f"{run.rate / base.rate:.2f}" for run, base in zip(taken, samples[BASE], strict=True))
+            scenario: " ".join(f"{one.rate / base.rate:.2f}" for one, base in zip(taken, samples[BASE], strict=True))
             for scenario, taken in samples.items()
             if scenario != BASE
         }
