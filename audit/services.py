@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -255,12 +256,26 @@ def record(
     actor = _acting_user(actor, ctx)
     entry = _build_entry(spec, actor=actor, perms=perms_snapshot(actor), ctx=ctx)
     alias = _alias_for_independent_write(using) if independent else using
-    # No savepoint: one statement needs none, and if the INSERT fails inside the caller's transaction, that
-    # transaction can only roll back; a savepoint would let a caller catch the error and commit unaudited.
     # What a background sealer chains is taken inside ``protected``: the entry as stored, encrypted.
-    with protected([entry], using=alias), transaction.atomic(using=alias, savepoint=False):
+    with protected([entry], using=alias), _around_one_insert(alias):
         schedule_seal_of_stored([entry], alias, insert_entries([entry], alias))
     return entry
+
+
+def _around_one_insert(using: str) -> AbstractContextManager[Any]:
+    """What ``record``'s single INSERT runs in.
+
+    In autocommit, nothing: the statement commits by itself, and a transaction around it would cost two more
+    round trips to the database (BEGIN and COMMIT) for every entry written outside one (logins, console views,
+    refusals on the independent connection). Its seal is then handed over at once, as after a commit.
+
+    Inside the caller's transaction, an atomic block without a savepoint: if the INSERT fails, that transaction
+    can only roll back; a savepoint would let a caller catch the error and commit unaudited.
+    """
+    connection = connections[using]
+    if connection.get_autocommit() and not connection.in_atomic_block:
+        return nullcontext()
+    return transaction.atomic(using=using, savepoint=False)
 
 
 def record_many(

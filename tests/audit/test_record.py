@@ -6,10 +6,12 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import AnonymousUser, Group, Permission, User
+from django.db import DatabaseError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.test import RequestFactory
 from django.utils import timezone
 
-from audit import context
+from audit import context, services
 from audit.actions import AuditAction
 from audit.exceptions import InvalidAuditEntry
 from audit.models import AuditLog, Seal
@@ -332,6 +334,59 @@ def test_over_long_entity_is_refused():
         record(AuditAction.GROUP_UPDATE, entity="G" * 101, entity_id=1)
 
     _assert_nothing_written()
+
+
+# --- the transaction it is written in ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def transactions_at_insert(monkeypatch) -> list[bool]:
+    """For each INSERT of entries, whether a transaction was open on its connection."""
+    seen: list[bool] = []
+    insert = services.insert_entries
+
+    def spy(entries, using):
+        seen.append(connection.in_atomic_block)
+        return insert(entries, using)
+
+    monkeypatch.setattr(services, "insert_entries", spy)
+    return seen
+
+
+def test_an_entry_recorded_outside_a_transaction_is_written_without_one(committed_db, transactions_at_insert):
+    """In autocommit the entry's INSERT commits by itself, with no BEGIN and COMMIT around it, and the entry is
+    sealed at once, as after a commit."""
+    entry = record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="1")
+
+    assert transactions_at_insert == [False]
+    assert not connection.in_atomic_block
+    assert Seal.objects.filter(entry_id=entry.pk).exists()
+
+
+def test_an_entry_recorded_in_the_callers_transaction_is_written_in_it(transactions_at_insert):
+    """Inside the caller's transaction the entry is part of it: rolled back with it."""
+    with transaction.atomic():
+        record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="1")
+        transaction.set_rollback(True)
+
+    assert transactions_at_insert == [True]
+    _assert_nothing_written()
+
+
+def test_a_failed_insert_leaves_the_callers_transaction_unable_to_commit(monkeypatch):
+    """If the entry cannot be written, a caller that catches the error still cannot commit its change unaudited:
+    the transaction refuses every further statement until it is rolled back."""
+
+    def failing(entries, using):
+        raise DatabaseError("the audit table is unavailable")
+
+    monkeypatch.setattr(services, "insert_entries", failing)
+    with pytest.raises(TransactionManagementError), transaction.atomic():
+        with pytest.raises(DatabaseError):
+            record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="1")
+        Group.objects.create(name="changed without its entry")
+
+    assert not Group.objects.filter(name="changed without its entry").exists()
 
 
 # --- the request context -------------------------------------------------------------------------------------------
