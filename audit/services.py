@@ -5,14 +5,15 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import LazyObject
@@ -265,7 +266,7 @@ def record(
 def _around_one_insert(using: str) -> AbstractContextManager[Any]:
     """What ``record``'s single INSERT runs in.
 
-    In autocommit, nothing: the statement commits by itself, and a transaction around it would cost two more
+    In autocommit, no transaction: the statement commits by itself, and a transaction around it would cost two more
     round trips to the database (BEGIN and COMMIT) for every entry written outside one (logins, console views,
     refusals on the independent connection). Its seal is then handed over at once, as after a commit.
 
@@ -274,8 +275,20 @@ def _around_one_insert(using: str) -> AbstractContextManager[Any]:
     """
     connection = connections[using]
     if connection.get_autocommit() and not connection.in_atomic_block:
-        return nullcontext()
+        return _dropped_if_broken(connection)
     return transaction.atomic(using=using, savepoint=False)
+
+
+@contextmanager
+def _dropped_if_broken(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Drop a connection that an error of the block left unusable (a backend that died), as an atomic block does
+    when its rollback fails: the next write then opens a new one instead of failing on the dead one."""
+    try:
+        yield
+    except DatabaseError:
+        if not connection.is_usable():
+            connection.close()
+        raise
 
 
 def record_many(

@@ -175,6 +175,20 @@ def test_connection_dropped_mid_change_leaves_neither_change_nor_entry(
     assert audit_verify_output().startswith("Audit chain intact")
 
 
+
+def test_a_standalone_entry_whose_backend_dies_leaves_the_next_one_a_new_connection(postgres_only, committed_db):
+    """An entry recorded outside a transaction is its INSERT alone; when the backend dies under it, the dead
+    connection is dropped (as an atomic block drops it when its rollback fails), so the next entry is written on a
+    new one, committed and sealed, instead of failing on the dead connection."""
+    with backend_killed_at(AUDIT_INSERT, after=False) as fired, pytest.raises(Error):
+        record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="lost")
+    assert fired
+
+    entry = record(AuditAction.ROLE_UPDATE, entity="Role", entity_id="next")
+
+    assert fresh_rows("SELECT entity_id FROM audit_auditlog WHERE id = %s", [entry.pk]) == [("next",)]
+    assert Seal.objects.filter(entry_id=entry.pk).count() == 1
+
 # --- 2. the sealer killed mid-batch -----------------------------------------------------------------------------------
 
 # Run in a child process: adds ``count`` unsealed entries (as writers whose own sealer never ran), then runs
