@@ -175,7 +175,6 @@ def test_connection_dropped_mid_change_leaves_neither_change_nor_entry(
     assert audit_verify_output().startswith("Audit chain intact")
 
 
-
 def test_a_standalone_entry_whose_backend_dies_leaves_the_next_one_a_new_connection(postgres_only, committed_db):
     """An entry recorded outside a transaction is its INSERT alone; when the backend dies under it, the dead
     connection is dropped (as an atomic block drops it when its rollback fails), so the next entry is written on a
@@ -188,6 +187,7 @@ def test_a_standalone_entry_whose_backend_dies_leaves_the_next_one_a_new_connect
 
     assert fresh_rows("SELECT entity_id FROM audit_auditlog WHERE id = %s", [entry.pk]) == [("next",)]
     assert Seal.objects.filter(entry_id=entry.pk).count() == 1
+
 
 # --- 2. the sealer killed mid-batch -----------------------------------------------------------------------------------
 
