@@ -333,9 +333,11 @@ def test_force_release_inside_working_hours_raises_nothing(db, settings, user):
 
 def test_force_release_on_a_day_off_raises_an_anomaly(db, settings, user):
     """Inside the working hours but on a day that is not a working day: an anomaly."""
-    today = timezone.now().weekday()
-    settings.AUDIT_WORKING_DAYS = [day for day in ALL_DAYS if day != today]
-    settings.AUDIT_WORKING_HOURS = hours_around_now(starts_in=-dt.timedelta(hours=1), lasts=dt.timedelta(hours=2))
+    starts_in = -dt.timedelta(hours=1)
+    # The day the shift starts on: just after midnight, the hours span midnight and belong to yesterday.
+    shift_day = (timezone.now() + starts_in).weekday()
+    settings.AUDIT_WORKING_DAYS = [day for day in ALL_DAYS if day != shift_day]
+    settings.AUDIT_WORKING_HOURS = hours_around_now(starts_in=starts_in, lasts=dt.timedelta(hours=2))
     force_release(user)
 
     assert [a.rule for a in seal_and_scan()] == [Rule.FORCE_RELEASE_OFF_HOURS]
